@@ -1,0 +1,330 @@
+//! The bodies of the fuzz targets in `fuzz/`, public so that `tests/` can
+//! replay the committed corpus through the very same code on stable Rust.
+//!
+//! Each target panics when an invariant breaks; it never panics on input the
+//! parser merely rejects. Input layout: the first byte(s) choose the split
+//! points (and for responses the request method); the rest is the stream.
+
+use crate::http::limits::{MAX_HEAD_LEN, MAX_HEADERS};
+use crate::http::{
+    BodyDecoder, ChunkedDecoder, Connection, ErrorKind, Framing, HeadRewrite, HeadStatus, Method, RequestContext,
+    RequestHead, ResponseHead, write_request, write_response,
+};
+
+/// Most decoded body bytes a driver keeps per message.
+pub const MAX_CAPTURE: usize = 1 << 20;
+
+/// One message as a driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The head rewritten for the next hop with `Connection: keep-alive`.
+    pub head: Vec<u8>,
+    /// The framing the head announced.
+    pub framing: Framing,
+    /// The decoded body, up to [`MAX_CAPTURE`] bytes.
+    pub body: Vec<u8>,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// At a message boundary, all input used.
+    Clean,
+    /// A message said the connection ends after it (close, tunnel); the rest
+    /// of the input was not read.
+    Closed,
+    /// Input ran out inside a head or a body that needed more.
+    Partial,
+    /// A message was rejected.
+    Error(ErrorKind),
+}
+
+/// Everything a driver saw on one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Messages read completely, in order.
+    pub messages: Vec<Message>,
+    /// How the stream ended.
+    pub end: End,
+}
+
+/// Split sizes from a seed: `0` feeds everything at once, `1` one byte at a
+/// time, others a fixed pseudo-random sequence of small pieces.
+pub fn splits(seed: u8) -> impl FnMut() -> usize {
+    let mut state = u32::from(seed).wrapping_mul(2_654_435_761).max(1);
+    move || match seed {
+        0 => usize::MAX,
+        1 => 1,
+        _ => {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            1 + (state % 97) as usize
+        }
+    }
+}
+
+/// Which side of the exchange a driver parses.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Request,
+    Response(RequestContext),
+}
+
+/// Reads a pipeline of requests from `input`, fed in pieces of `next_len()`
+/// bytes, as a client connection would deliver it.
+pub fn read_requests(input: &[u8], next_len: impl FnMut() -> usize) -> Outcome {
+    read_stream(input, next_len, Side::Request)
+}
+
+/// Reads responses to requests described by `request` from `input`.
+pub fn read_responses(input: &[u8], request: RequestContext, next_len: impl FnMut() -> usize) -> Outcome {
+    read_stream(input, next_len, Side::Response(request))
+}
+
+fn read_stream(input: &[u8], mut next_len: impl FnMut() -> usize, side: Side) -> Outcome {
+    let mut req = RequestHead::new();
+    let mut res = ResponseHead::new();
+    let mut buf = Vec::new();
+    let mut fed = 0;
+    let mut pos = 0;
+    let mut messages = Vec::new();
+    // The message whose body is being read, with its decoder and whether the
+    // connection stays open after it.
+    let mut current: Option<(Message, BodyDecoder, bool)> = None;
+    loop {
+        // Read as much as the buffered bytes allow.
+        loop {
+            if let Some((msg, body, _)) = current.as_mut() {
+                let scanned = match body.scan(&buf[pos..], |r| capture(&mut msg.body, &buf[pos..][r])) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Outcome {
+                            messages,
+                            end: End::Error(e.kind()),
+                        };
+                    }
+                };
+                pos += scanned.consumed;
+                if !scanned.done {
+                    break;
+                }
+                let Some((msg, _, persistent)) = current.take() else {
+                    break;
+                };
+                messages.push(msg);
+                if !persistent {
+                    return Outcome {
+                        messages,
+                        end: End::Closed,
+                    };
+                }
+                continue;
+            }
+            let parsed = match side {
+                Side::Request => req.parse(&buf[pos..]),
+                Side::Response(ctx) => res.parse(&buf[pos..], ctx),
+            };
+            let len = match parsed {
+                Err(e) => {
+                    return Outcome {
+                        messages,
+                        end: End::Error(e.kind()),
+                    };
+                }
+                Ok(HeadStatus::Partial) => break,
+                Ok(HeadStatus::Complete(len)) => len,
+            };
+            let head_buf = &buf[pos..pos + len];
+            let mut head = Vec::new();
+            let rw = HeadRewrite::new(Connection::KeepAlive);
+            let (framing, persistent) = match side {
+                Side::Request => {
+                    write_request(&req, head_buf, &rw, &mut head);
+                    (
+                        req.framing(),
+                        req.keep_alive() && !req.upgrade() && req.method() != Method::Connect,
+                    )
+                }
+                Side::Response(_) => {
+                    write_response(&res, head_buf, &rw, &mut head);
+                    (res.framing(), res.keep_alive() || res.is_interim())
+                }
+            };
+            pos += len;
+            req.clear();
+            res.clear();
+            let msg = Message {
+                head,
+                framing,
+                body: Vec::new(),
+            };
+            if framing == Framing::Tunnel {
+                messages.push(msg);
+                return Outcome {
+                    messages,
+                    end: End::Closed,
+                };
+            }
+            current = Some((msg, BodyDecoder::new(framing), persistent));
+        }
+        if fed == input.len() {
+            break;
+        }
+        let n = next_len().clamp(1, input.len() - fed);
+        buf.extend_from_slice(&input[fed..fed + n]);
+        fed += n;
+    }
+    // End of input: the peer closed.
+    let end = match current {
+        Some((msg, mut body, _)) => match body.finish() {
+            Ok(()) => {
+                messages.push(msg);
+                End::Closed
+            }
+            Err(_) => End::Partial,
+        },
+        None if pos == buf.len() => End::Clean,
+        None => End::Partial,
+    };
+    Outcome { messages, end }
+}
+
+fn capture(out: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_CAPTURE.saturating_sub(out.len());
+    out.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// The request context a selector byte stands for.
+pub fn context(selector: u8) -> RequestContext {
+    let method = match selector % 4 {
+        0 => Method::Get,
+        1 => Method::Head,
+        2 => Method::Connect,
+        _ => Method::Post,
+    };
+    RequestContext {
+        method,
+        upgrade: selector & 4 != 0,
+    }
+}
+
+/// Fuzz target `request_stream`: `[split seed] stream...`.
+///
+/// Checks that every complete head, rewritten for the next hop, parses again
+/// to the same method, path, host and framing, and that a rejected request
+/// leaves the messages before it intact.
+pub fn request_stream(data: &[u8]) {
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
+    let out = read_requests(input, splits(seed));
+    for msg in &out.messages {
+        let mut again = RequestHead::new();
+        let parsed = again.parse(&msg.head);
+        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head) {
+            continue;
+        }
+        assert_eq!(
+            parsed,
+            Ok(HeadStatus::Complete(msg.head.len())),
+            "rewritten request head does not parse"
+        );
+        assert_eq!(again.framing(), msg.framing, "rewrite changed the framing");
+        let mut twice = Vec::new();
+        write_request(&again, &msg.head, &HeadRewrite::new(Connection::KeepAlive), &mut twice);
+        assert_eq!(twice, msg.head, "rewriting is not idempotent");
+    }
+}
+
+/// The rewrite adds a Connection field (and Host for an absolute-form
+/// target), so a head at the field-count or size limit may be over it once
+/// rewritten. That and only that may fail to parse again.
+fn reparse_is_over_limit(parsed: Result<HeadStatus, ErrorKind>, head: &[u8]) -> bool {
+    let fields = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
+    match parsed {
+        Err(ErrorKind::TooManyHeaders) => fields > MAX_HEADERS,
+        Err(ErrorKind::HeadTooLarge) => head.len() > MAX_HEAD_LEN,
+        _ => false,
+    }
+}
+
+/// Fuzz target `response_stream`: `[method selector] [split seed] stream...`.
+pub fn response_stream(data: &[u8]) {
+    let [selector, seed, input @ ..] = data else { return };
+    let ctx = context(*selector);
+    let out = read_responses(input, ctx, splits(*seed));
+    for msg in &out.messages {
+        let mut again = ResponseHead::new();
+        let parsed = again.parse(&msg.head, ctx);
+        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head) {
+            continue;
+        }
+        assert_eq!(
+            parsed,
+            Ok(HeadStatus::Complete(msg.head.len())),
+            "rewritten response head does not parse"
+        );
+        assert_eq!(again.framing(), msg.framing, "rewrite changed the framing");
+    }
+}
+
+/// Fuzz target `chunked`: `[split seed] body...`. Pass-through ranges and
+/// decoding agree, whole and split; the end is found at the same byte.
+pub fn chunked(data: &[u8]) {
+    let Some((&seed, wire)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_chunked(wire, splits(0));
+    assert_eq!(decode_chunked(wire, splits(seed)), whole, "split changed the result");
+    // Decoding with a cap agrees with the pass-through ranges.
+    let mut out = Vec::new();
+    let decoded = ChunkedDecoder::new().decode(wire, &mut out, MAX_CAPTURE);
+    match (&whole, decoded) {
+        (Ok((data, consumed, done)), Ok((s, _))) => {
+            assert_eq!((&out, s.consumed, s.done), (data, *consumed, *done));
+        }
+        (Err(a), Err(b)) => assert_eq!(*a, b.kind()),
+        (a, b) => panic!("pass-through {a:?} and decode {b:?} disagree"),
+    }
+}
+
+/// Pass-through scan of a chunked body in pieces: (data, consumed, done).
+fn decode_chunked(wire: &[u8], mut next_len: impl FnMut() -> usize) -> Result<(Vec<u8>, usize, bool), ErrorKind> {
+    let mut dec = ChunkedDecoder::new();
+    let mut data = Vec::new();
+    let mut pos = 0;
+    while pos < wire.len() {
+        let end = pos.saturating_add(next_len()).min(wire.len());
+        let piece = &wire[pos..end];
+        let s = dec
+            .scan(piece, |r| capture(&mut data, &piece[r]))
+            .map_err(|e| e.kind())?;
+        assert!(s.consumed <= piece.len());
+        pos += s.consumed;
+        if s.done {
+            return Ok((data, pos, true));
+        }
+        assert_eq!(s.consumed, piece.len(), "stopped early without finishing");
+    }
+    Ok((data, pos, false))
+}
+
+/// Fuzz target `differential`: `[selector] stream...`. Parsing the whole
+/// input at once, split pseudo-randomly and one byte at a time agree.
+/// Selector bit 7 picks responses (with [`context`] of the selector).
+pub fn differential(data: &[u8]) {
+    let Some((&selector, input)) = data.split_first() else {
+        return;
+    };
+    let run = |seed: u8| {
+        if selector & 0x80 == 0 {
+            read_requests(input, splits(seed))
+        } else {
+            read_responses(input, context(selector), splits(seed))
+        }
+    };
+    let whole = run(0);
+    assert_eq!(run(1), whole, "byte-at-a-time differs from whole");
+    assert_eq!(run(selector | 2), whole, "pseudo-random split differs from whole");
+}

@@ -1,0 +1,282 @@
+//! Field values that decide framing: Content-Length, Transfer-Encoding,
+//! Connection, Host, and the character classes they use.
+
+use super::error::{Error, ErrorKind, fail};
+use super::limits::MAX_TRANSFER_CODINGS;
+
+/// `tchar` of RFC 9110 §5.6.2.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// True when every byte is a `tchar` and there is at least one.
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// SP or HTAB (OWS, BWS).
+pub(crate) fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// A field value byte: VCHAR, obs-text, SP or HTAB.
+pub(crate) fn is_field_vchar(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+/// `s` without OWS at either end.
+pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+/// The elements of a comma-separated list, trimmed, empty ones skipped
+/// (RFC 9110 §5.6.1).
+pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows).filter(|s| !s.is_empty())
+}
+
+/// Parses a Content-Length value: `1*DIGIT`, no sign, no list, no overflow.
+pub(crate) fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
+    if value.is_empty() {
+        return fail(ErrorKind::InvalidContentLength);
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return fail(ErrorKind::InvalidContentLength);
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(Error::new(ErrorKind::InvalidContentLength))?;
+    }
+    Ok(n)
+}
+
+/// What the Transfer-Encoding fields of one message say, across all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Codings {
+    /// How many codings were listed.
+    pub(crate) count: usize,
+    /// `chunked` was listed.
+    pub(crate) chunked: bool,
+    /// The last coding listed so far is `chunked`.
+    pub(crate) chunked_last: bool,
+}
+
+impl Codings {
+    /// Adds the codings of one Transfer-Encoding field.
+    pub(crate) fn add(&mut self, value: &[u8]) -> Result<(), Error> {
+        let mut any = false;
+        for coding in list_items(value) {
+            any = true;
+            self.count += 1;
+            if self.count > MAX_TRANSFER_CODINGS {
+                return fail(ErrorKind::InvalidTransferEncoding);
+            }
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                if self.chunked {
+                    return fail(ErrorKind::ChunkedTwice);
+                }
+                self.chunked = true;
+                self.chunked_last = true;
+            } else if !is_token(coding) {
+                return fail(ErrorKind::InvalidTransferEncoding);
+            } else if is_known_coding(coding) {
+                self.chunked_last = false;
+            } else {
+                return fail(ErrorKind::UnknownTransferCoding);
+            }
+        }
+        if !any {
+            return fail(ErrorKind::InvalidTransferEncoding);
+        }
+        Ok(())
+    }
+}
+
+/// Transfer codings registered besides chunked. `identity` is not one any more
+/// (RFC 9112 removed it), so it is rejected as unknown.
+fn is_known_coding(coding: &[u8]) -> bool {
+    [&b"gzip"[..], b"x-gzip", b"deflate", b"compress", b"x-compress"]
+        .iter()
+        .any(|known| coding.eq_ignore_ascii_case(known))
+}
+
+/// A Host value is `uri-host [":" port]` (RFC 9110 §7.2): reg-name, IPv4 or an
+/// IP-literal in brackets, and digits after the last colon. Empty is allowed.
+pub(crate) fn is_valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value {
+        [b'[', rest @ ..] => match rest.iter().position(|&b| b == b']') {
+            Some(close) => {
+                let literal = &rest[..close];
+                if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return false;
+                }
+                (&[][..], &rest[close + 1..])
+            }
+            None => return false,
+        },
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        },
+    };
+    let reg_name_ok = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    reg_name_ok && port_ok
+}
+
+/// The options a Connection field lists that change how the proxy behaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnectionOptions {
+    /// `close`.
+    pub(crate) close: bool,
+    /// `keep-alive`.
+    pub(crate) keep_alive: bool,
+    /// `upgrade`.
+    pub(crate) upgrade: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds the options of one Connection field.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for option in list_items(value) {
+            if option.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if option.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length() {
+        assert_eq!(parse_content_length(b"0"), Ok(0));
+        assert_eq!(parse_content_length(b"0042"), Ok(42));
+        assert_eq!(parse_content_length(b"18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"+1",
+            b"-1",
+            b"1 2",
+            b"5,5",
+            b"0x10",
+            b"1.0",
+        ] {
+            assert_eq!(
+                parse_content_length(bad).unwrap_err().kind(),
+                ErrorKind::InvalidContentLength,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn codings() {
+        let mut c = Codings::default();
+        c.add(b"gzip, chunked").unwrap();
+        assert!(c.chunked_last);
+        let mut c = Codings::default();
+        c.add(b"chunked").unwrap();
+        assert_eq!(c.add(b"chunked").unwrap_err().kind(), ErrorKind::ChunkedTwice);
+        let mut c = Codings::default();
+        c.add(b"CHUNKED , gzip").unwrap();
+        assert!(c.chunked && !c.chunked_last);
+        for (bad, kind) in [
+            (&b"identity"[..], ErrorKind::UnknownTransferCoding),
+            (b"br, chunked", ErrorKind::UnknownTransferCoding),
+            (b"chunked;x=1", ErrorKind::InvalidTransferEncoding),
+            (b" , ", ErrorKind::InvalidTransferEncoding),
+            (b"", ErrorKind::InvalidTransferEncoding),
+            (b"\"chunked\"", ErrorKind::InvalidTransferEncoding),
+        ] {
+            assert_eq!(Codings::default().add(bad).unwrap_err().kind(), kind);
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8080",
+            b"[::1]:80",
+            b"10.0.0.1",
+            b"a_b~c",
+        ] {
+            assert!(is_valid_host(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a/b",
+            b"user@a",
+            b"a:80:80",
+            b"a:x",
+            b"[::1",
+            b"[]",
+            b"a:123456",
+            b"a?b",
+        ] {
+            assert!(!is_valid_host(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn connection_options() {
+        let mut c = ConnectionOptions::default();
+        c.add(b"Keep-Alive, X-Foo , UPGRADE");
+        assert_eq!(
+            c,
+            ConnectionOptions {
+                close: false,
+                keep_alive: true,
+                upgrade: true
+            }
+        );
+    }
+
+    #[test]
+    fn trimming() {
+        assert_eq!(trim_ows(b" \ta b\t "), b"a b");
+        assert_eq!(trim_ows(b"  "), b"");
+        assert_eq!(list_items(b" a, ,b ,").collect::<Vec<_>>(), vec![&b"a"[..], b"b"]);
+    }
+}

@@ -1,0 +1,116 @@
+//! The fuzz corpus on plain `cargo test`: the seeds made from the HTTP
+//! corpus are committed, and every file under `fuzz/corpus/<target>/` and
+//! `fuzz/artifacts/<target>/` goes through the fuzz target's own function.
+
+mod cases;
+
+use std::fs;
+use std::panic;
+use std::path::{Path, PathBuf};
+
+use cases::{CHUNKED, REQUESTS, RESPONSES};
+
+/// A fuzz target by name and the function its `fuzz_target!` calls.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 4] = [
+    ("request_stream", kage::fuzzing::request_stream),
+    ("response_stream", kage::fuzzing::response_stream),
+    ("chunked", kage::fuzzing::chunked),
+    ("differential", kage::fuzzing::differential),
+];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// (target, file name, bytes) for every seed the corpus tables give.
+fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let with = |prefix: &[u8], wire: &[u8]| [prefix, wire].concat();
+    for c in REQUESTS {
+        out.push(("request_stream", format!("seed-{}", c.name), with(&[0], c.wire)));
+        out.push(("differential", format!("seed-req-{}", c.name), with(&[0], c.wire)));
+    }
+    for c in RESPONSES {
+        out.push(("response_stream", format!("seed-{}", c.name), with(&[c.ctx, 0], c.wire)));
+        out.push((
+            "differential",
+            format!("seed-res-{}", c.name),
+            with(&[0x80 | c.ctx], c.wire),
+        ));
+    }
+    for (name, wire) in CHUNKED {
+        out.push(("chunked", format!("seed-{name}"), with(&[0], wire)));
+    }
+    out
+}
+
+/// The seeds are in the tree, byte for byte. `KAGE_WRITE_SEEDS=1 cargo test
+/// --test fuzz_corpus` writes them after the tables change.
+#[test]
+fn seed_corpus_is_committed() {
+    let write = std::env::var_os("KAGE_WRITE_SEEDS").is_some();
+    for (target, name, bytes) in seeds() {
+        let path = fuzz_dir().join("corpus").join(target).join(&name);
+        if write {
+            fs::create_dir_all(path.parent().expect("corpus dir")).expect("create corpus dir");
+            fs::write(&path, &bytes).expect("write seed");
+        }
+        let committed =
+            fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run with KAGE_WRITE_SEEDS=1", path.display()));
+        assert_eq!(
+            committed,
+            bytes,
+            "{} is out of date; run with KAGE_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn replay_corpus_and_artifacts() {
+    let mut total = 0;
+    for (target, run) in TARGETS {
+        let mut read = 0;
+        for kind in ["corpus", "artifacts"] {
+            let dir = fuzz_dir().join(kind).join(target);
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries {
+                let path = entry.expect("dir entry").path();
+                let data = fs::read(&path).expect("read corpus file");
+                if panic::catch_unwind(|| run(&data)).is_err() {
+                    panic!("fuzz target {target} fails on {}", path.display());
+                }
+                read += 1;
+            }
+        }
+        assert!(read > 0, "no corpus files for {target}");
+        total += read;
+    }
+    assert!(total >= 40, "only {total} corpus files");
+}
+
+/// Regression (fuzz crash 2026-11-23, request_stream and response_stream): a
+/// head with exactly `MAX_HEADERS` fields gains a Connection field in the
+/// rewrite; the round-trip check must accept that it is over the limit.
+#[test]
+fn head_at_field_limit_round_trips() {
+    use kage::http::limits::MAX_HEADERS;
+    let mut req = b"\0GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    let mut res = b"\0\0HTTP/1.1 200 OK\r\nContent-Length: 0\r\n".to_vec();
+    for i in 1..MAX_HEADERS {
+        req.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
+        res.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    res.extend_from_slice(b"\r\n");
+    let requests = kage::fuzzing::read_requests(&req[1..], || usize::MAX);
+    assert_eq!(
+        requests.messages.len(),
+        1,
+        "a head of exactly MAX_HEADERS fields is accepted"
+    );
+    kage::fuzzing::request_stream(&req);
+    kage::fuzzing::response_stream(&res);
+}
