@@ -47,5 +47,12 @@
 //! replays the committed corpus through the same functions on plain
 //! `cargo test`.
 
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod cli;
 pub mod fuzzing;
 pub mod http;
+pub mod net;
+pub mod proxy;
+pub mod server;

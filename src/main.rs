@@ -1,66 +1,135 @@
 //! The `kage` command line.
 
+use std::io;
 use std::process::ExitCode;
+use std::time::Instant;
 
-const HELP: &str = "\
-kage: an HTTP/1 shadow proxy and content-aware TCP router
-
-USAGE:
-    kage [--help | --version]
-
-STATUS:
-    This build has the HTTP/1 layer (the strict parser, chunked codec and head
-    rewrite, see the `kage` library). The proxy itself is not built yet; the
-    interface it will have:
-
-    kage --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
-         [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
-         [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
-
-    Every request goes to the master, whose response goes back to the client;
-    selected requests are also sent to the shadows, whose responses are
-    captured and compared, never sent to the client.
-
-OPTIONS:
-    -h, --help       Print this help and exit
-    -V, --version    Print the version and exit
-
-ENVIRONMENT:
-    RUST_LOG         Log filter (env_logger syntax), e.g. RUST_LOG=kage=debug
-";
+use kage::cli::{self, Command, ProxyArgs, ShadowMethods};
+use kage::proxy::{Backend, Hooks, Proxy, Request, Role, Selection};
+use kage::server::{Server, Service, ShutdownMode, StopHandle};
+use log::{error, info};
+use mio::event::Event;
+use mio::{Interest, Registry, Token};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 
 fn main() -> ExitCode {
-    env_logger::init();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match cli::parse(std::env::args_os().skip(1)) {
         Err(message) => {
             eprintln!("kage: {message}");
             eprintln!("Try 'kage --help'.");
             ExitCode::from(2)
         }
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("kage {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Proxy(args)) => match run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("kage: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn run() -> Result<(), String> {
-    use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_env();
-    let mut asked = false;
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Short('h') | Long("help") => {
-                print!("{HELP}");
-                asked = true;
-            }
-            Short('V') | Long("version") => {
-                println!("kage {}", env!("CARGO_PKG_VERSION"));
-                asked = true;
-            }
-            other => return Err(other.unexpected().to_string()),
-        }
+fn run(args: ProxyArgs) -> io::Result<()> {
+    let listen = args.config.listen;
+    let hooks = CliHooks {
+        methods: args.shadow_methods,
+        sample: args.sample,
+        rng: fastrand::Rng::new(),
+    };
+    let mut server = Server::new()?;
+    let mut proxy = Proxy::new(args.config, hooks)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")))?;
+    let names: Vec<String> = proxy
+        .config()
+        .backends
+        .iter()
+        .map(|b| format!("{} {}={}", b.role.as_str(), b.name, b.addr))
+        .collect();
+    info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
+    let mut signals = SignalService {
+        signals: Signals::new([SIGQUIT, SIGTERM, SIGINT])?,
+        token: None,
+        stop: server.stop_handle(),
+    };
+    server.run(&mut [&mut signals, &mut proxy], 1)?;
+    info!("stopped");
+    Ok(())
+}
+
+/// The command line's shadow policy: `--shadow-methods` and `--sample`.
+struct CliHooks {
+    methods: ShadowMethods,
+    sample: f64,
+    rng: fastrand::Rng,
+}
+
+impl Hooks for CliHooks {
+    fn select_backends(&mut self, request: &Request<'_>, backends: &[Backend]) -> Selection {
+        let shadow = self.methods.allows(request.method_bytes())
+            && (self.sample >= 100.0 || self.rng.f64() * 100.0 < self.sample);
+        backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.role == Role::Master || shadow)
+            .fold(Selection::none(), |s, (i, _)| s.with(i))
     }
-    if asked {
+}
+
+/// QUIT: graceful stop; TERM and INT: fast stop.
+struct SignalService {
+    signals: Signals,
+    token: Option<Token>,
+    stop: StopHandle,
+}
+
+impl Service for SignalService {
+    fn tokens_needed(&self) -> usize {
+        1
+    }
+
+    fn register(&mut self, registry: &Registry, tokens: std::ops::Range<usize>) -> io::Result<()> {
+        let token = Token(tokens.start);
+        registry.register(&mut self.signals, token, Interest::READABLE)?;
+        self.token = Some(token);
         Ok(())
-    } else {
-        Err("the proxy is not built yet in this version; only --help and --version work".into())
+    }
+
+    fn handle_event(&mut self, _: &Registry, event: &Event) -> bool {
+        if Some(event.token()) != self.token {
+            return false;
+        }
+        for signal in self.signals.pending() {
+            let mode = if signal == SIGQUIT {
+                ShutdownMode::Graceful
+            } else {
+                ShutdownMode::Fast
+            };
+            info!("signal {signal}: {mode:?} shutdown");
+            self.stop.stop(mode);
+        }
+        true
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_timeout(&mut self, _: &Registry, _: Instant) {}
+
+    fn shutdown(&mut self, _: &Registry, _: ShutdownMode, _: Instant) {}
+
+    fn is_done(&self) -> bool {
+        true
     }
 }

@@ -31,4 +31,9 @@ pub use error::{Error, ErrorKind};
 pub use head::{Field, Framing, HeadStatus, Span, Version};
 pub use request::{Method, RequestHead, TargetForm};
 pub use response::{RequestContext, ResponseHead};
+/// True when `s` is a valid method token (RFC 9110 §9.1).
+pub fn is_method_token(s: &[u8]) -> bool {
+    fields::is_token(s)
+}
+
 pub use rewrite::{Connection, HeadRewrite, InvalidEdit, write_request, write_response};

@@ -51,6 +51,22 @@ impl Method {
         }
     }
 
+    /// The token of a named method; `None` for [`Method::Other`].
+    pub fn as_token(self) -> Option<&'static str> {
+        Some(match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other => return None,
+        })
+    }
+
     /// Safe methods (RFC 9110 §9.2.1): GET, HEAD, OPTIONS, TRACE.
     pub fn is_safe(self) -> bool {
         matches!(self, Method::Get | Method::Head | Method::Options | Method::Trace)

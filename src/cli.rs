@@ -1,0 +1,343 @@
+//! The `kage` command line: flags to a [`Config`] and a shadow policy.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, Role};
+
+/// The help text.
+pub const HELP: &str = "\
+kage: an HTTP/1 shadow proxy
+
+Every request goes to the master, whose response goes back to the client.
+Selected requests are also sent to the shadows; their responses are read and
+dropped (comparison comes in a later version), never sent to the client.
+A request sent to shadows is answered with Connection: close.
+
+USAGE:
+    kage --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
+         [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
+         [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
+
+OPTIONS:
+    -l, --listen ADDR             Address to listen on, e.g. 127.0.0.1:8080
+    -m, --master [NAME=]HOST:PORT The production backend (name: master)
+    -s, --shadow [NAME=]HOST:PORT A shadow backend; repeat for more
+                                  (names: shadow1, shadow2, ...)
+        --backend-timeout DUR     Connect, first byte and idle limit for the
+                                  master [default: 10s]
+        --shadow-timeout DUR      The same for shadows [default: the backend timeout]
+        --client-timeout DUR      Time for a client to send a request head, and
+                                  idle keep-alive limit [default: 15s]
+        --shadow-methods LIST|all Methods sent to shadows, comma-separated
+                                  [default: GET,HEAD,OPTIONS]
+        --sample PERCENT          Share of eligible requests shadowed, 0-100,
+                                  picked uniformly [default: 100]
+        --max-connections N       Client connections at once [default: 4096]
+    -h, --help                    Print this help and exit
+    -V, --version                 Print the version and exit
+
+DUR is a number with a unit: 500ms, 2s, 1m, 1h.
+
+SIGNALS:
+    QUIT        Graceful: stop accepting, finish in-flight exchanges, exit 0
+    TERM, INT   Fast: stop accepting, close what is left within 10 s, exit 0
+
+ENVIRONMENT:
+    RUST_LOG    Log filter (env_logger syntax), e.g. RUST_LOG=kage=debug;
+                default: warnings and errors, plus one line per failed
+                shadow exchange at info level when enabled
+";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Print the help.
+    Help,
+    /// Print the version.
+    Version,
+    /// Run the proxy.
+    Proxy(ProxyArgs),
+}
+
+/// Which methods shadows get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShadowMethods {
+    /// Every method.
+    All,
+    /// These method tokens (case-sensitive, as on the wire).
+    List(Vec<String>),
+}
+
+impl ShadowMethods {
+    /// Whether a request with this method token goes to shadows.
+    pub fn allows(&self, method: &[u8]) -> bool {
+        match self {
+            ShadowMethods::All => true,
+            ShadowMethods::List(list) => list.iter().any(|m| m.as_bytes() == method),
+        }
+    }
+}
+
+/// A checked proxy invocation.
+#[derive(Debug)]
+pub struct ProxyArgs {
+    /// The proxy configuration.
+    pub config: Config,
+    /// Methods sent to shadows.
+    pub shadow_methods: ShadowMethods,
+    /// Percent of eligible requests shadowed.
+    pub sample: f64,
+}
+
+/// Parses the arguments (without the program name). The error names the
+/// flag and says what was expected.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut listen = None;
+    let mut master = None;
+    let mut shadows = Vec::new();
+    let mut backend_timeout = DEFAULT_BACKEND_TIMEOUT;
+    let mut shadow_timeout = None;
+    let mut client_timeout = None;
+    let mut methods = ShadowMethods::List(
+        DEFAULT_SHADOW_METHODS
+            .iter()
+            .filter_map(|m| m.as_token())
+            .map(str::to_string)
+            .collect(),
+    );
+    let mut sample = 100.0;
+    let mut max_connections = None;
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('l') | Long("listen") => {
+                let v = value(&mut p, "--listen")?;
+                listen = Some(resolve(&v).map_err(|e| format!("--listen {v}: {e}"))?);
+            }
+            Short('m') | Long("master") => {
+                if master.is_some() {
+                    return Err("--master is given twice; there is exactly one master".into());
+                }
+                master = Some(backend_arg(&value(&mut p, "--master")?, "--master", "master")?);
+            }
+            Short('s') | Long("shadow") => {
+                let default = format!("shadow{}", shadows.len() + 1);
+                shadows.push(backend_arg(&value(&mut p, "--shadow")?, "--shadow", &default)?);
+            }
+            Long("backend-timeout") => backend_timeout = duration_arg(&mut p, "--backend-timeout")?,
+            Long("shadow-timeout") => shadow_timeout = Some(duration_arg(&mut p, "--shadow-timeout")?),
+            Long("client-timeout") => client_timeout = Some(duration_arg(&mut p, "--client-timeout")?),
+            Long("shadow-methods") => {
+                let v = value(&mut p, "--shadow-methods")?;
+                methods = parse_methods(&v).map_err(|e| format!("--shadow-methods {v}: {e}"))?;
+            }
+            Long("sample") => {
+                let v = value(&mut p, "--sample")?;
+                sample = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.0..=100.0).contains(s))
+                    .ok_or_else(|| format!("--sample {v}: expected a percentage from 0 to 100"))?;
+            }
+            Long("max-connections") => {
+                let v = value(&mut p, "--max-connections")?;
+                let n = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| format!("--max-connections {v}: expected a whole number of at least 1"))?;
+                max_connections = Some(n);
+            }
+            Value(v) => {
+                return Err(format!(
+                    "unexpected argument {:?}; every option is a flag",
+                    v.to_string_lossy()
+                ));
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let listen = listen.ok_or("--listen ADDR is required")?;
+    let (master_name, master_addr) = master.ok_or("--master HOST:PORT is required")?;
+    let mut backends = vec![Backend::new(master_name, master_addr, Role::Master)];
+    backends[0].timeout = backend_timeout;
+    for (name, addr) in shadows {
+        let mut b = Backend::new(name, addr, Role::Shadow);
+        b.timeout = shadow_timeout.unwrap_or(backend_timeout);
+        backends.push(b);
+    }
+    let mut config = Config::new(listen, backends);
+    if let Some(t) = client_timeout {
+        config.client_timeout = t;
+    }
+    if let Some(n) = max_connections {
+        config.max_connections = n;
+    }
+    config
+        .validate()
+        .map_err(|e| format!("{e}; give each --shadow a different NAME="))?;
+    Ok(Command::Proxy(ProxyArgs {
+        config,
+        shadow_methods: methods,
+        sample,
+    }))
+}
+
+fn value(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    let v = p.value().map_err(|_| format!("{flag} needs a value"))?;
+    v.into_string()
+        .map_err(|_| format!("{flag}: the value is not valid UTF-8"))
+}
+
+fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
+    let v = value(p, flag)?;
+    parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
+}
+
+fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = match v.split_once('=') {
+        Some((n, a)) if !n.is_empty() => (n.to_string(), a),
+        Some(_) => return Err(format!("{flag} {v}: the name before '=' is empty")),
+        None => (default_name.to_string(), v),
+    };
+    let addr = resolve(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
+    Ok((name, addr))
+}
+
+/// `HOST:PORT` to one address (the first the resolver gives).
+pub fn resolve(v: &str) -> Result<SocketAddr, String> {
+    let mut addrs = v.to_socket_addrs().map_err(|e| format!("expected HOST:PORT ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| "the host name resolves to no address".to_string())
+}
+
+/// `500ms`, `2s`, `1m`, `1h` (a whole number and a unit).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a whole number and a unit, like 500ms, 2s, 1m".to_string())?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err("the unit is missing: use ms, s, m or h".into()),
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too large".to_string())
+}
+
+fn parse_methods(v: &str) -> Result<ShadowMethods, String> {
+    if v.eq_ignore_ascii_case("all") {
+        return Ok(ShadowMethods::All);
+    }
+    let list: Vec<String> = v
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err("expected a comma-separated list of methods, or all".into());
+    }
+    if let Some(bad) = list.iter().find(|m| !crate::http::is_method_token(m.as_bytes())) {
+        return Err(format!("{bad:?} is not a method token"));
+    }
+    Ok(ShadowMethods::List(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<OsString> {
+        line.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn full_command_line() {
+        let cmd = parse(args(
+            "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
+             --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
+             --sample 12.5 --max-connections 10",
+        ))
+        .unwrap();
+        let Command::Proxy(p) = cmd else {
+            panic!("not a proxy command")
+        };
+        let names: Vec<_> = p.config.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["prod", "shadow1", "new"]);
+        assert_eq!(p.config.backends[0].timeout, Duration::from_secs(2));
+        assert_eq!(p.config.backends[1].timeout, Duration::from_millis(500));
+        assert_eq!(p.config.client_timeout, Duration::from_secs(60));
+        assert_eq!(p.config.max_connections, 10);
+        assert_eq!(p.sample, 12.5);
+        assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
+    }
+
+    #[test]
+    fn defaults_shadow_safe_methods_only() {
+        let Command::Proxy(p) = parse(args("--listen 127.0.0.1:0 --master 127.0.0.1:1")).unwrap() else {
+            panic!("not a proxy command")
+        };
+        for m in ["GET", "HEAD", "OPTIONS"] {
+            assert!(p.shadow_methods.allows(m.as_bytes()), "{m}");
+        }
+        assert!(!p.shadow_methods.allows(b"POST"));
+        assert_eq!(p.sample, 100.0);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        for (line, needle) in [
+            ("--master 127.0.0.1:1", "--listen"),
+            ("--listen 127.0.0.1:0", "--master"),
+            ("--listen nowhere --master 127.0.0.1:1", "--listen nowhere"),
+            ("--listen 127.0.0.1:0 --master 127.0.0.1:1 --sample 101", "--sample 101"),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --backend-timeout 10",
+                "--backend-timeout 10",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --shadow-methods G(T",
+                "--shadow-methods",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --max-connections 0",
+                "--max-connections 0",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master a=127.0.0.1:1 --shadow a=127.0.0.1:2",
+                "NAME=",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --master 127.0.0.1:2",
+                "twice",
+            ),
+            ("--bogus", "--bogus"),
+        ] {
+            let err = parse(args(line)).unwrap_err();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Socket I/O folded into one small result type: the one place where
+//! `io::ErrorKind` is read.
+
+use std::io::{self, Read, Write};
+
+/// What one read or write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// This many bytes moved (never zero).
+    Done(usize),
+    /// Nothing now; wait for readiness.
+    WouldBlock,
+    /// The peer closed its sending side (read), or nothing could be written
+    /// because the peer is gone (write returned 0).
+    Closed,
+    /// The connection failed.
+    Failed(Failure),
+}
+
+/// Why a connection failed, as far as the proxy cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// Nothing listens there.
+    Refused,
+    /// The peer reset the connection (or it broke: EPIPE).
+    Reset,
+    /// Anything else (unreachable, out of resources, ...).
+    Other,
+}
+
+impl Failure {
+    /// Names an I/O error.
+    pub fn of(err: &io::Error) -> Failure {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => Failure::Refused,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+                Failure::Reset
+            }
+            _ => Failure::Other,
+        }
+    }
+}
+
+/// Reads once into `buf` (retrying on EINTR). `buf` must not be empty.
+pub fn read(sock: &mut impl Read, buf: &mut [u8]) -> Io {
+    loop {
+        match sock.read(buf) {
+            Ok(0) => return Io::Closed,
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
+            Err(e) => return Io::Failed(Failure::of(&e)),
+        }
+    }
+}
+
+/// Writes once from `data` (retrying on EINTR). `data` must not be empty.
+pub fn write(sock: &mut impl Write, data: &[u8]) -> Io {
+    loop {
+        match sock.write(data) {
+            Ok(0) => return Io::Closed,
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
+            Err(e) => return Io::Failed(Failure::of(&e)),
+        }
+    }
+}
+
+/// Whether a non-blocking connect finished: `Some(Ok)` connected,
+/// `Some(Err)` failed, `None` still under way.
+pub fn connect_result(sock: &mio::net::TcpStream) -> Option<Result<(), Failure>> {
+    match sock.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(Failure::of(&e))),
+        Ok(None) => {}
+    }
+    match sock.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+        Err(e) => Some(Err(Failure::of(&e))),
+    }
+}
+
+/// What to do after `accept` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// The backlog is empty.
+    WouldBlock,
+    /// That one connection failed (aborted, interrupted): accept the next.
+    Retry,
+    /// Out of descriptors or memory, or anything else: pause accepting a
+    /// while rather than spin on a listener that stays readable.
+    Pause,
+}
+
+/// Names an `accept` error.
+pub fn accept_error(err: &io::Error) -> AcceptError {
+    match err.kind() {
+        io::ErrorKind::WouldBlock => AcceptError::WouldBlock,
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+            AcceptError::Retry
+        }
+        _ => AcceptError::Pause,
+    }
+}

@@ -1,0 +1,136 @@
+//! What the proxy is told: where to listen, the backends, limits, timeouts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::http::Method;
+
+/// Default for [`Config::client_timeout`].
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default for [`Backend::timeout`].
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Config::shadow_request_cap`] and [`Config::capture_cap`].
+pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
+/// Default for [`Config::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Most backends one proxy can have (a selection is a 64-bit set).
+pub const MAX_BACKENDS: usize = 64;
+/// How long accepting pauses after an accept error such as EMFILE.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a fast shutdown waits for connections before closing them.
+pub const FAST_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Production or new code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The master: its response goes to the client.
+    Master,
+    /// A shadow: its response is captured and compared, never sent.
+    Shadow,
+}
+
+impl Role {
+    /// `master` or `shadow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Shadow => "shadow",
+        }
+    }
+}
+
+/// One backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Name used in logs, hooks and reports.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Master or shadow.
+    pub role: Role,
+    /// Connect, first response byte, and idle between reads.
+    pub timeout: Duration,
+    /// Header fields set on every request to it (replacing any of the name).
+    pub set_headers: Vec<(String, String)>,
+    /// Header fields removed from every request to it.
+    pub remove_headers: Vec<String>,
+}
+
+impl Backend {
+    /// A backend with the default timeout and no header rules.
+    pub fn new(name: impl Into<String>, addr: SocketAddr, role: Role) -> Self {
+        Backend {
+            name: name.into(),
+            addr,
+            role,
+            timeout: DEFAULT_BACKEND_TIMEOUT,
+            set_headers: Vec::new(),
+            remove_headers: Vec::new(),
+        }
+    }
+}
+
+/// Everything the proxy needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The backends; exactly one must be the master.
+    pub backends: Vec<Backend>,
+    /// How long a client may take to send a complete head, and how long an
+    /// idle keep-alive connection or a stalled client is kept.
+    pub client_timeout: Duration,
+    /// Most bytes of a request copied for each shadow; past it that shadow
+    /// is dropped for the request.
+    pub shadow_request_cap: usize,
+    /// Most bytes of each response kept for [`Hooks::backends_finished`](super::Hooks::backends_finished).
+    pub capture_cap: usize,
+    /// Most client connections at once; past it, accepting waits.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// A configuration with the defaults.
+    pub fn new(listen: SocketAddr, backends: Vec<Backend>) -> Self {
+        Config {
+            listen,
+            backends,
+            client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            shadow_request_cap: DEFAULT_CAPTURE_CAP,
+            capture_cap: DEFAULT_CAPTURE_CAP,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Checks the rules a configuration must follow; the error says which.
+    pub fn validate(&self) -> Result<(), String> {
+        let masters = self.backends.iter().filter(|b| b.role == Role::Master).count();
+        if masters != 1 {
+            return Err(format!("exactly one master backend is needed, {masters} given"));
+        }
+        if self.backends.len() > MAX_BACKENDS {
+            return Err(format!(
+                "at most {MAX_BACKENDS} backends, {} given",
+                self.backends.len()
+            ));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if self.backends[..i].iter().any(|o| o.name == b.name) {
+                return Err(format!("backend name {:?} is used twice", b.name));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Index of the master backend.
+    pub fn master(&self) -> usize {
+        self.backends.iter().position(|b| b.role == Role::Master).unwrap_or(0)
+    }
+}
+
+/// Methods shadows get unless told otherwise: the safe ones without side
+/// effects on a well-behaved server.
+pub const DEFAULT_SHADOW_METHODS: [Method; 3] = [Method::Get, Method::Head, Method::Options];

@@ -1,0 +1,1051 @@
+//! One client connection: its requests, one exchange at a time, and the
+//! backend connections serving them.
+//!
+//! Everything is driven by [`Session::pump`]: it makes every move the cached
+//! readiness and the buffers allow, until none is left. Sockets are
+//! registered once (readable and writable, edge-triggered); a side that
+//! cannot take more is simply not read, and readiness is cleared only by
+//! WouldBlock.
+
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use mio::Registry;
+use mio::net::TcpStream;
+
+use super::config::{Config, Role};
+use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::reply;
+use super::timers::Tokens;
+use super::upstream::{State, Upstream};
+use crate::buffer::Buffer;
+use crate::http::{
+    BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
+    limits, write_request, write_response,
+};
+use crate::net::{self, Failure, Io};
+
+/// Client bytes buffered: a maximal head plus room for body bytes.
+pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;
+
+/// Most passes of one [`Session::pump`]; past it the session is closed and
+/// logged (a loop that never settles is a bug, not traffic).
+pub const PUMP_BUDGET: usize = 4096;
+
+/// What the client connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request head.
+    Head,
+    /// A request is being served.
+    Exchange,
+    /// After 101 or a 2xx to CONNECT: raw bytes both ways with the master.
+    Tunnel,
+    /// A final answer (error) is being flushed; then the client is closed.
+    Closing,
+}
+
+/// Shared state a session works with.
+pub(crate) struct Cx<'a, H> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) hooks: &'a mut H,
+    pub(crate) registry: &'a Registry,
+    pub(crate) tokens: Tokens,
+    pub(crate) slot: usize,
+    pub(crate) now: Instant,
+    pub(crate) next_id: &'a mut u64,
+    pub(crate) draining: bool,
+}
+
+/// One client connection.
+pub(crate) struct Session {
+    pub(crate) generation: u64,
+    pub(crate) scheduled: Option<Instant>,
+    client: Option<TcpStream>,
+    peer: SocketAddr,
+    cr: bool,
+    cw: bool,
+    client_eof: bool,
+    cin: Buffer,
+    cout: Vec<u8>,
+    cout_pos: usize,
+    /// Room to write a head before appending it to `cout`.
+    scratch: Vec<u8>,
+    phase: Phase,
+    req: RequestHead,
+    req_bytes: Vec<u8>,
+    req_body: BodyDecoder,
+    /// Body bytes at the front of `cin` scanned and owed to the direct master.
+    fwd: usize,
+    selection: Selection,
+    /// The master, when selected: its response streams to the client.
+    direct: Option<usize>,
+    /// Without the master: the backend whose response went to the client.
+    primary: Option<usize>,
+    client_keep_alive: bool,
+    client_done: bool,
+    ups: Vec<Upstream>,
+    exchange_id: u64,
+    last_client_io: Instant,
+    tunnel_shut: (bool, bool),
+}
+
+impl Session {
+    pub(crate) fn new(client: TcpStream, peer: SocketAddr, cfg: &Config, generation: u64, now: Instant) -> Self {
+        Session {
+            generation,
+            scheduled: None,
+            client: Some(client),
+            peer,
+            cr: false,
+            cw: false,
+            client_eof: false,
+            cin: Buffer::new(CLIENT_BUFFER),
+            cout: Vec::new(),
+            cout_pos: 0,
+            scratch: Vec::new(),
+            phase: Phase::Head,
+            req: RequestHead::new(),
+            req_bytes: Vec::new(),
+            req_body: BodyDecoder::Done,
+            fwd: 0,
+            selection: Selection::none(),
+            direct: None,
+            primary: None,
+            client_keep_alive: false,
+            client_done: false,
+            ups: cfg
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Upstream::new(i, b.timeout, now))
+                .collect(),
+            exchange_id: 0,
+            last_client_io: now,
+            tunnel_shut: (false, false),
+        }
+    }
+
+    pub(crate) fn on_client_event(&mut self, readable: bool, writable: bool) {
+        self.cr |= readable;
+        self.cw |= writable;
+    }
+
+    pub(crate) fn on_backend_event(&mut self, backend: usize, readable: bool, writable: bool) {
+        if let Some(up) = self.ups.get_mut(backend) {
+            up.readable |= readable;
+            up.writable |= writable;
+        }
+    }
+
+    /// True when nothing is left to do: the session can be dropped.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.client.is_none() && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
+    }
+
+    /// Closes every socket.
+    pub(crate) fn close_all(&mut self, registry: &Registry) {
+        self.close_client(registry);
+        for up in &mut self.ups {
+            up.close(registry);
+        }
+    }
+
+    /// Makes every move readiness and buffers allow.
+    pub(crate) fn pump<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        for _ in 0..PUMP_BUDGET {
+            let mut progress = self.read_client(cx);
+            progress |= self.advance_client(cx);
+            for b in 0..self.ups.len() {
+                progress |= self.drive_upstream(cx, b);
+            }
+            progress |= self.write_client(cx);
+            progress |= self.settle(cx);
+            if !progress {
+                return;
+            }
+        }
+        warn!(
+            "{}: session made no stable progress after {PUMP_BUDGET} passes; closing",
+            self.peer
+        );
+        self.abort_all(cx);
+    }
+
+    // ---- client side -------------------------------------------------
+
+    fn read_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        if !self.cr || self.client_eof || self.phase == Phase::Closing {
+            return false;
+        }
+        let Some(client) = self.client.as_mut() else {
+            return false;
+        };
+        let space = self.cin.space();
+        if space.is_empty() {
+            return false;
+        }
+        match net::read(client, space) {
+            Io::Done(n) => {
+                self.cin.fill(n);
+                self.last_client_io = cx.now;
+                true
+            }
+            Io::WouldBlock => {
+                self.cr = false;
+                false
+            }
+            Io::Closed => {
+                self.client_eof = true;
+                true
+            }
+            Io::Failed(f) => {
+                debug!("{}: client connection failed: {f:?}", self.peer);
+                self.client_gone(cx);
+                true
+            }
+        }
+    }
+
+    fn write_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        let mut progress = false;
+        while self.cw {
+            let Some(client) = self.client.as_mut() else {
+                return progress;
+            };
+            let result = if self.cout_pos < self.cout.len() {
+                let r = net::write(client, &self.cout[self.cout_pos..]);
+                if let Io::Done(n) = r {
+                    self.cout_pos += n;
+                    if self.cout_pos == self.cout.len() {
+                        self.cout.clear();
+                        self.cout_pos = 0;
+                    }
+                }
+                r
+            } else if let Some(up) = self.direct.and_then(|m| self.ups.get_mut(m)).filter(|u| u.splice > 0) {
+                let Some(inb) = up.inb.as_mut() else { break };
+                let r = net::write(client, &inb.data()[..up.splice]);
+                if let Io::Done(n) = r {
+                    inb.consume(n);
+                    up.splice -= n;
+                }
+                r
+            } else {
+                break;
+            };
+            match result {
+                Io::Done(_) => {
+                    progress = true;
+                    self.last_client_io = cx.now;
+                }
+                Io::WouldBlock => self.cw = false,
+                Io::Closed | Io::Failed(_) => {
+                    debug!("{}: client went away while being written to", self.peer);
+                    self.client_gone(cx);
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
+    /// Bytes owed to the client are all written.
+    fn client_flushed(&self) -> bool {
+        self.cout_pos >= self.cout.len() && self.direct.and_then(|m| self.ups.get(m)).is_none_or(|u| u.splice == 0)
+    }
+
+    fn advance_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        match self.phase {
+            Phase::Head => self.read_head(cx),
+            Phase::Exchange => self.feed_body(cx),
+            Phase::Tunnel => {
+                let before = self.fwd;
+                self.fwd = self.cin.len();
+                self.fwd != before
+            }
+            Phase::Closing => false,
+        }
+    }
+
+    fn read_head<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        if self.client.is_none() {
+            return false;
+        }
+        if self.cin.is_empty() {
+            if self.client_eof {
+                self.close_client(cx.registry);
+                return true;
+            }
+            if cx.draining {
+                debug!("{}: closing idle connection for shutdown", self.peer);
+                self.close_client(cx.registry);
+                return true;
+            }
+            return false;
+        }
+        match self.req.parse(self.cin.data()) {
+            Ok(HeadStatus::Partial) => {
+                if self.client_eof {
+                    info!("{}: client closed in the middle of a request head", self.peer);
+                    self.close_client(cx.registry);
+                    return true;
+                }
+                false
+            }
+            Ok(HeadStatus::Complete(len)) => {
+                self.start_exchange(cx, len);
+                true
+            }
+            Err(e) => {
+                warn!("{}: bad request: {} ({})", self.peer, e.reason(), e.status());
+                self.reply(cx, e.status(), e.reason());
+                true
+            }
+        }
+    }
+
+    fn start_exchange<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, len: usize) {
+        self.req_bytes.clear();
+        self.req_bytes.extend_from_slice(&self.cin.data()[..len]);
+        self.cin.consume(len);
+        *cx.next_id += 1;
+        self.exchange_id = *cx.next_id;
+        let backends = &cx.cfg.backends;
+        let master = cx.cfg.master();
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        let tunnel = self.req.upgrade() || self.req.method() == Method::Connect;
+        let mut selection = cx.hooks.select_backends(&request, backends);
+        selection = selection
+            .iter()
+            .filter(|&i| i < backends.len())
+            .fold(Selection::none(), Selection::with);
+        if selection.is_empty() || tunnel {
+            // Upgrades and tunnels are the master's alone.
+            selection = Selection::only(master);
+        }
+        self.selection = selection;
+        self.direct = selection.contains(master).then_some(master);
+        self.primary = None;
+        self.client_done = false;
+        let multi = selection.len() > 1;
+        let capture = multi || self.direct.is_none();
+        let mut failed = Vec::new();
+        for b in selection.iter() {
+            let backend = &backends[b];
+            let direct = self.direct == Some(b);
+            let connection = if !direct || multi {
+                Connection::Close
+            } else if self.req.upgrade() {
+                Connection::Upgrade
+            } else {
+                Connection::KeepAlive
+            };
+            let mut rw = HeadRewrite::new(connection);
+            for name in &backend.remove_headers {
+                let _ = rw.remove(name);
+            }
+            for (name, value) in &backend.set_headers {
+                let _ = rw.set(name, value);
+            }
+            if !direct {
+                // Copies carry the whole body; nobody will answer 100 to them.
+                let _ = rw.remove("expect");
+            }
+            cx.hooks.munge_request(backend, &request, &mut rw);
+            let up = &mut self.ups[b];
+            if up.sock.is_some() && !(direct && up.reusable) {
+                up.close(cx.registry);
+            }
+            up.begin(capture, cx.cfg.capture_cap, cx.now);
+            write_request(&self.req, &self.req_bytes, &rw, &mut up.out);
+            if multi {
+                up.report.request_head.clone_from(&up.out);
+            }
+            if let Err(f) = up.connect(backend.addr, cx.registry, cx.tokens.backend(cx.slot, b)) {
+                failed.push((b, outcome_of(f)));
+            }
+        }
+        for (b, outcome) in failed {
+            self.fail(cx, b, outcome);
+        }
+        self.req_body = BodyDecoder::new(self.req.framing());
+        self.fwd = 0;
+        self.phase = Phase::Exchange;
+        if self.req_body.is_done() {
+            self.copies_complete();
+        }
+        debug!(
+            "{}: exchange {} {} {} to {} backend(s)",
+            self.peer,
+            self.exchange_id,
+            String::from_utf8_lossy(request_line_method(&self.req, &self.req_bytes)),
+            String::from_utf8_lossy(self.req.target(&self.req_bytes)),
+            selection.len()
+        );
+    }
+
+    /// Scans request body bytes: owed to the direct master, copied to the rest.
+    fn feed_body<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        if self.req_body.is_done() || self.client.is_none() {
+            return false;
+        }
+        let input = &self.cin.data()[self.fwd..];
+        if input.is_empty() {
+            if self.client_eof {
+                info!("{}: client closed in the middle of a request body", self.peer);
+                self.abort_all(cx);
+                return true;
+            }
+            return false;
+        }
+        let scanned = match self.req_body.scan(input, |_| {}) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("{}: bad request body: {} ({})", self.peer, e.reason(), e.status());
+                self.abort_backends(cx);
+                if self.direct.is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty() {
+                    self.close_client(cx.registry);
+                } else {
+                    self.reply(cx, e.status(), e.reason());
+                }
+                return true;
+            }
+        };
+        let n = scanned.consumed;
+        let chunk = &input[..n];
+        let cap = cx.cfg.shadow_request_cap;
+        let multi = self.selection.len() > 1;
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            if matches!(up.state, State::Done | State::Idle) {
+                continue;
+            }
+            if multi && up.report.request_body.len() < cap {
+                let room = cap - up.report.request_body.len();
+                up.report.request_body.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            if Some(b) == self.direct {
+                continue;
+            }
+            up.copied += n;
+            if up.copied > cap {
+                let name = &cx.cfg.backends[b].name;
+                info!(
+                    "{}: request copy for {name} passed {cap} bytes; dropped for this request",
+                    self.peer
+                );
+                up.finish(Outcome::TooLarge, cx.now);
+                up.close(cx.registry);
+                continue;
+            }
+            up.out.extend_from_slice(chunk);
+        }
+        if self.direct.is_some() {
+            self.fwd += n;
+        } else {
+            self.cin.consume(n);
+        }
+        if scanned.done {
+            self.copies_complete();
+        }
+        n > 0
+    }
+
+    fn copies_complete(&mut self) {
+        for b in self.selection.iter() {
+            self.ups[b].out_complete = true;
+        }
+    }
+
+    // ---- backend side ------------------------------------------------
+
+    fn drive_upstream<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        let up = &mut self.ups[b];
+        match up.state {
+            State::Idle => return self.check_idle(cx, b),
+            State::Done => return false,
+            State::Connecting => match up.poll_connect() {
+                Ok(true) => up.last_io = cx.now,
+                Ok(false) => return false,
+                Err(f) => {
+                    self.fail(cx, b, outcome_of(f));
+                    return true;
+                }
+            },
+            State::Active => {}
+        }
+        let mut progress = false;
+        match up.write_out() {
+            Ok(n) => progress |= n > 0,
+            Err(f) => {
+                self.fail_io(cx, b, f);
+                return true;
+            }
+        }
+        let direct = self.direct == Some(b);
+        if direct && self.fwd > 0 && up.out_flushed() {
+            match up.write_slice(&self.cin.data()[..self.fwd]) {
+                Ok(n) => {
+                    self.cin.consume(n);
+                    self.fwd -= n;
+                    progress |= n > 0;
+                }
+                Err(f) => {
+                    self.fail_io(cx, b, f);
+                    return true;
+                }
+            }
+        }
+        if self.phase == Phase::Tunnel && direct {
+            return self.drive_tunnel(cx, b) || progress;
+        }
+        loop {
+            let up = &mut self.ups[b];
+            if up.state != State::Active {
+                break;
+            }
+            match up.read_in() {
+                Ok(Some(0)) => break,
+                Ok(Some(_)) => {
+                    progress = true;
+                    up.last_io = cx.now;
+                    if up.report.ttfb.is_none() {
+                        up.report.ttfb = Some(cx.now.saturating_duration_since(up.sent_at));
+                    }
+                    self.process_response(cx, b);
+                }
+                Ok(None) => {
+                    self.on_backend_eof(cx, b);
+                    return true;
+                }
+                Err(f) => {
+                    self.fail_io(cx, b, f);
+                    return true;
+                }
+            }
+        }
+        // Bytes may be waiting from before the client made room.
+        if self.ups[b].state == State::Active && self.ups[b].inb.as_ref().is_some_and(|i| i.len() > self.ups[b].splice)
+        {
+            progress |= self.process_response(cx, b);
+        }
+        progress
+    }
+
+    /// A kept-alive master connection between requests: any byte or EOF
+    /// means it is no longer usable.
+    fn check_idle<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        let up = &mut self.ups[b];
+        if up.sock.is_none() || !up.readable {
+            return false;
+        }
+        match up.read_in() {
+            Ok(Some(0)) => false,
+            _ => {
+                debug!(
+                    "{}: idle connection to {} closed or sent bytes; dropping it",
+                    self.peer, cx.cfg.backends[b].name
+                );
+                up.close(cx.registry);
+                true
+            }
+        }
+    }
+
+    /// Parses and scans what is buffered from backend `b`.
+    fn process_response<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        let mut progress = false;
+        let direct = self.direct == Some(b);
+        let ctx = RequestContext::of(&self.req);
+        loop {
+            let up = &mut self.ups[b];
+            if up.state != State::Active {
+                return progress;
+            }
+            if !up.head.is_complete() {
+                let len = match up.parse_head(ctx) {
+                    Ok(None) => return progress,
+                    Ok(Some(len)) => len,
+                    Err(e) => {
+                        let name = &cx.cfg.backends[b].name;
+                        warn!("{}: invalid response from {name}: {}", self.peer, e.reason());
+                        self.fail(cx, b, Outcome::Invalid);
+                        return true;
+                    }
+                };
+                progress = true;
+                if up.head.is_interim() {
+                    if direct {
+                        if let Some(inb) = up.inb.as_ref() {
+                            let rw = HeadRewrite::new(Connection::Omit);
+                            queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
+                        }
+                    }
+                    if let Some(inb) = up.inb.as_mut() {
+                        inb.consume(len);
+                    }
+                    up.head.clear();
+                    continue;
+                }
+                up.capture_head(len);
+                let framing = up.head.framing();
+                up.body = BodyDecoder::new(framing);
+                if direct {
+                    let keep = self.req.keep_alive()
+                        && up.head.keep_alive()
+                        && self.selection.len() == 1
+                        && self.req_body.is_done()
+                        && !self.client_eof
+                        && !cx.draining;
+                    self.client_keep_alive = keep;
+                    let connection = match framing {
+                        Framing::Tunnel if up.head.status() == 101 => Connection::Upgrade,
+                        Framing::Tunnel => Connection::Omit,
+                        _ if keep => Connection::KeepAlive,
+                        _ => Connection::Close,
+                    };
+                    if let Some(inb) = up.inb.as_ref() {
+                        let rw = HeadRewrite::new(connection);
+                        queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
+                    }
+                    up.head_forwarded = true;
+                }
+                up.reusable = direct && self.selection.len() == 1 && up.head.keep_alive() && self.req.keep_alive();
+                if let Some(inb) = up.inb.as_mut() {
+                    inb.consume(len);
+                }
+                if framing == Framing::Tunnel {
+                    up.splice = up.inb.as_ref().map_or(0, Buffer::len);
+                    up.reusable = false;
+                    self.phase = Phase::Tunnel;
+                    self.fwd = self.cin.len();
+                    debug!("{}: tunnel to {} open", self.peer, cx.cfg.backends[b].name);
+                    return true;
+                }
+            }
+            let up = &mut self.ups[b];
+            let from = if direct { up.splice } else { 0 };
+            let n = match up.scan_body(from) {
+                Ok(n) => n,
+                Err(e) => {
+                    let name = &cx.cfg.backends[b].name;
+                    warn!("{}: invalid response body from {name}: {}", self.peer, e.reason());
+                    self.fail(cx, b, Outcome::Invalid);
+                    return true;
+                }
+            };
+            if direct {
+                up.splice += n;
+            } else if let Some(inb) = up.inb.as_mut() {
+                inb.consume(n);
+            }
+            progress |= n > 0;
+            if up.body.is_done() {
+                self.complete(cx, b);
+                return true;
+            }
+            return progress;
+        }
+    }
+
+    fn on_backend_eof<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) {
+        let retryable = self.retryable() && self.direct == Some(b);
+        let up = &mut self.ups[b];
+        if up.head.is_complete() {
+            match up.body.finish() {
+                Ok(()) => {
+                    up.reusable = false;
+                    self.complete(cx, b);
+                }
+                Err(_) => self.fail(cx, b, Outcome::Truncated),
+            }
+            return;
+        }
+        let nothing = up.report.bytes == 0;
+        if nothing && up.reused && retryable {
+            // The kept-alive connection was closed by the server meanwhile.
+            debug!(
+                "{}: reused connection to {} was stale; retrying once",
+                self.peer, cx.cfg.backends[b].name
+            );
+            let head = std::mem::take(&mut up.out);
+            up.close(cx.registry);
+            up.begin(up.capture, cx.cfg.capture_cap, cx.now);
+            up.out = head;
+            up.out_complete = true;
+            let addr = cx.cfg.backends[b].addr;
+            if let Err(f) = up.connect(addr, cx.registry, cx.tokens.backend(cx.slot, b)) {
+                self.fail(cx, b, outcome_of(f));
+            }
+            return;
+        }
+        self.fail(cx, b, if nothing { Outcome::Reset } else { Outcome::Truncated });
+    }
+
+    /// A request that may be sent again: idempotent, no body bytes sent yet.
+    fn retryable(&self) -> bool {
+        self.req.method().is_idempotent() && self.req.framing() == Framing::Empty
+    }
+
+    fn complete<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) {
+        let up = &mut self.ups[b];
+        let leftover = up.inb.as_ref().is_some_and(|i| i.len() > up.splice);
+        up.finish(Outcome::Complete, cx.now);
+        if !up.reusable || leftover || !up.out_flushed() {
+            up.close(cx.registry);
+        }
+        if self.direct.is_none() && self.primary.is_none() && self.client.is_some() && !up.report.truncated {
+            self.primary = Some(b);
+            if let Some(head) = up.report.response.as_ref() {
+                let raw = &up.report.response_raw;
+                queue_head(
+                    &mut self.cout,
+                    &mut self.scratch,
+                    head,
+                    raw,
+                    &HeadRewrite::new(Connection::Close),
+                );
+                self.cout.extend_from_slice(raw.get(head.len()..).unwrap_or_default());
+            }
+        }
+    }
+
+    /// Backend `b` failed with an I/O error.
+    fn fail_io<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, f: Failure) {
+        let up = &self.ups[b];
+        if f == Failure::Reset && up.report.bytes == 0 && up.reused && self.direct == Some(b) && self.retryable() {
+            self.on_backend_eof(cx, b);
+            return;
+        }
+        self.fail(cx, b, outcome_of(f));
+    }
+
+    /// Backend `b` is done with `outcome` other than Complete.
+    fn fail<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
+        let backend = &cx.cfg.backends[b];
+        let up = &mut self.ups[b];
+        if matches!(up.state, State::Done | State::Idle) {
+            return;
+        }
+        let method = String::from_utf8_lossy(request_line_method(&self.req, &self.req_bytes)).into_owned();
+        let target = String::from_utf8_lossy(self.req.target(&self.req_bytes)).into_owned();
+        let line = format!(
+            "{}: {} {} {method} {target}: {}",
+            self.peer,
+            backend.role.as_str(),
+            backend.name,
+            outcome.as_str()
+        );
+        if backend.role == Role::Master {
+            warn!("{line}")
+        } else {
+            info!("{line}")
+        }
+        up.finish(outcome, cx.now);
+        up.close(cx.registry);
+        let head_forwarded = up.head_forwarded;
+        if self.direct == Some(b) {
+            if head_forwarded || self.phase == Phase::Tunnel {
+                // Part of the response went out: never pad or fake the rest.
+                self.client_keep_alive = false;
+                self.client_done = true;
+                if self.client_flushed() {
+                    self.close_client(cx.registry);
+                }
+            } else {
+                let (status, reason) = if outcome == Outcome::Timeout {
+                    (504, "the backend did not answer in time")
+                } else {
+                    (502, "the backend failed to answer")
+                };
+                self.reply(cx, status, reason);
+            }
+        } else if self.direct.is_none()
+            && self.primary.is_none()
+            && self.selection.iter().all(|i| self.ups[i].state == State::Done)
+        {
+            self.reply(cx, 502, "no backend answered");
+        }
+    }
+
+    /// Answers the client with an error and closes after it.
+    fn reply<H>(&mut self, cx: &mut Cx<'_, H>, status: u16, reason: &str) {
+        self.cout.clear();
+        self.cout_pos = 0;
+        reply::error(status, reason, &mut self.cout);
+        self.phase = Phase::Closing;
+        self.client_keep_alive = false;
+        self.fwd = 0;
+        if let Some(m) = self.direct {
+            self.ups[m].splice = 0;
+        }
+        let _ = cx;
+    }
+
+    // ---- tunnel ------------------------------------------------------
+
+    fn drive_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        let mut progress = false;
+        loop {
+            let up = &mut self.ups[b];
+            match up.read_in() {
+                Ok(Some(0)) => break,
+                Ok(Some(n)) => {
+                    up.splice += n;
+                    up.last_io = cx.now;
+                    progress = true;
+                }
+                Ok(None) => {
+                    up.readable = false;
+                    if !self.tunnel_shut.1 {
+                        self.tunnel_shut.1 = true;
+                        progress = true;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    up.finish(Outcome::Reset, cx.now);
+                    up.close(cx.registry);
+                    self.close_client(cx.registry);
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+
+    // ---- completion --------------------------------------------------
+
+    fn settle<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        match self.phase {
+            Phase::Head => false,
+            Phase::Closing => {
+                if self.client.is_some() && self.cout_pos >= self.cout.len() {
+                    self.close_client(cx.registry);
+                    return true;
+                }
+                self.finish_exchange(cx)
+            }
+            Phase::Tunnel => self.settle_tunnel(cx),
+            Phase::Exchange => {
+                let mut progress = false;
+                if !self.client_done && self.response_sent() {
+                    self.client_done = true;
+                    progress = true;
+                    if !self.client_keep_alive || !self.req_body.is_done() {
+                        self.close_client(cx.registry);
+                    }
+                }
+                if self.client_done || self.client.is_none() {
+                    progress |= self.finish_exchange(cx);
+                }
+                progress
+            }
+        }
+    }
+
+    /// The client has its whole response.
+    fn response_sent(&self) -> bool {
+        let flushed = self.client_flushed();
+        match self.direct {
+            Some(m) => self.ups[m].state == State::Done && flushed,
+            None => self.primary.is_some() && flushed,
+        }
+    }
+
+    /// When every selected backend is done: the hooks, then the next request
+    /// or the end.
+    fn finish_exchange<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        if self.selection.is_empty() || self.selection.iter().any(|b| !matches!(self.ups[b].state, State::Done)) {
+            return false;
+        }
+        if self.selection.len() > 1 {
+            let reports: Vec<_> = self.selection.iter().map(|b| self.ups[b].report.clone()).collect();
+            let exchange = Exchange {
+                id: self.exchange_id,
+                request: Request::new(&self.req, &self.req_bytes, self.peer),
+                backends: &cx.cfg.backends,
+                reports: &reports,
+            };
+            cx.hooks.backends_finished(&exchange);
+        }
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            up.state = State::Idle;
+            if up.sock.is_some() && !up.reusable {
+                up.close(cx.registry);
+            }
+        }
+        self.selection = Selection::none();
+        self.direct = None;
+        self.primary = None;
+        self.req.clear();
+        if self.client.is_some() && self.phase == Phase::Exchange {
+            self.phase = Phase::Head;
+            self.last_client_io = cx.now;
+        }
+        true
+    }
+
+    fn settle_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        let Some(m) = self.direct else { return false };
+        let mut progress = false;
+        // Client EOF and everything forwarded: half-close towards the master.
+        if self.client_eof && self.fwd == 0 && !self.tunnel_shut.0 {
+            self.tunnel_shut.0 = true;
+            if let Some(sock) = self.ups[m].sock.as_ref() {
+                let _ = sock.shutdown(Shutdown::Write);
+            }
+            progress = true;
+        }
+        // Master EOF and everything forwarded: half-close towards the client.
+        let master_eof = self.tunnel_shut.1 && self.ups[m].splice == 0 && self.cout_pos >= self.cout.len();
+        if master_eof {
+            if let Some(client) = self.client.as_ref() {
+                let _ = client.shutdown(Shutdown::Write);
+            }
+        }
+        if (master_eof && self.tunnel_shut.0) || self.client.is_none() || self.ups[m].sock.is_none() {
+            let up = &mut self.ups[m];
+            up.finish(Outcome::Complete, cx.now);
+            up.close(cx.registry);
+            up.state = State::Idle;
+            self.close_client(cx.registry);
+            self.selection = Selection::none();
+            return true;
+        }
+        progress
+    }
+
+    // ---- endings -----------------------------------------------------
+
+    fn close_client(&mut self, registry: &Registry) {
+        if let Some(mut client) = self.client.take() {
+            let _ = registry.deregister(&mut client);
+        }
+        self.cr = false;
+        self.cw = false;
+    }
+
+    /// The client is gone: what only it needed stops, shadows go on.
+    fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
+        self.close_client(cx.registry);
+        if let Some(m) = self.direct {
+            let up = &mut self.ups[m];
+            if !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+            }
+            up.close(cx.registry);
+        }
+        // Copies still missing body bytes will never get them.
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            if !up.out_complete && !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+                up.close(cx.registry);
+            }
+        }
+    }
+
+    fn abort_backends<H>(&mut self, cx: &mut Cx<'_, H>) {
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            if !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+            }
+            up.close(cx.registry);
+        }
+    }
+
+    fn abort_all<H>(&mut self, cx: &mut Cx<'_, H>) {
+        self.abort_backends(cx);
+        self.close_client(cx.registry);
+    }
+
+    // ---- time --------------------------------------------------------
+
+    /// The earliest moment something times out.
+    pub(crate) fn deadline(&self, cfg: &Config) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        if self.client.is_some() {
+            let waiting_on_client = match self.phase {
+                Phase::Head | Phase::Closing | Phase::Tunnel => true,
+                Phase::Exchange => !self.req_body.is_done() || !self.client_flushed(),
+            };
+            if waiting_on_client {
+                earliest(self.last_client_io + cfg.client_timeout);
+            }
+        }
+        for (b, up) in self.ups.iter().enumerate() {
+            let active = matches!(up.state, State::Connecting | State::Active);
+            // A master held back by a slow client is not the master's fault.
+            let blocked = self.direct == Some(b) && up.inb.as_ref().is_some_and(Buffer::is_full);
+            if active && !blocked && self.phase != Phase::Tunnel {
+                earliest(up.last_io + up.timeout);
+            }
+        }
+        at
+    }
+
+    /// Applies every timeout due at `now`.
+    pub(crate) fn on_timeout<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        let now = cx.now;
+        for b in 0..self.ups.len() {
+            let up = &self.ups[b];
+            let active = matches!(up.state, State::Connecting | State::Active);
+            let blocked = self.direct == Some(b) && up.inb.as_ref().is_some_and(Buffer::is_full);
+            if active && !blocked && self.phase != Phase::Tunnel && now >= up.last_io + up.timeout {
+                self.fail(cx, b, Outcome::Timeout);
+            }
+        }
+        if self.client.is_some() && now >= self.last_client_io + cx.cfg.client_timeout {
+            match self.phase {
+                Phase::Head if !self.cin.is_empty() => {
+                    info!("{}: no complete request head within the client timeout", self.peer);
+                    self.reply(cx, 408, "request head not received in time");
+                    // One more chance to flush the 408, then it is closed.
+                    self.last_client_io = now;
+                }
+                Phase::Head => self.close_client(cx.registry),
+                Phase::Exchange if !self.req_body.is_done() || !self.client_flushed() => {
+                    info!("{}: client stalled past the client timeout; closing", self.peer);
+                    self.client_gone(cx);
+                }
+                Phase::Exchange => {}
+                Phase::Closing | Phase::Tunnel => {
+                    debug!("{}: closing after the client timeout", self.peer);
+                    if self.phase == Phase::Tunnel {
+                        self.abort_all(cx);
+                    } else {
+                        self.close_client(cx.registry);
+                    }
+                }
+            }
+        }
+        self.pump(cx);
+    }
+}
+
+/// Appends a rewritten response head to what the client is owed.
+fn queue_head(cout: &mut Vec<u8>, scratch: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], rw: &HeadRewrite) {
+    if cout.is_empty() {
+        write_response(head, buf, rw, cout);
+    } else {
+        write_response(head, buf, rw, scratch);
+        cout.extend_from_slice(scratch);
+    }
+}
+
+fn outcome_of(f: Failure) -> Outcome {
+    match f {
+        Failure::Refused => Outcome::Refused,
+        Failure::Reset | Failure::Other => Outcome::Reset,
+    }
+}
+
+fn request_line_method<'b>(req: &RequestHead, bytes: &'b [u8]) -> &'b [u8] {
+    req.method_bytes(bytes)
+}

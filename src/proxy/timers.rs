@@ -1,0 +1,120 @@
+//! Token layout and session deadlines.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use mio::Token;
+
+/// How the proxy's sockets map onto the token range the host gave it:
+/// `start` is the listener, then each session slot takes `per_session`
+/// tokens (its client, then one per backend).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tokens {
+    start: usize,
+    per_session: usize,
+    slots: usize,
+}
+
+/// What a token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Listener,
+    Client(usize),
+    Backend(usize, usize),
+}
+
+impl Tokens {
+    /// The layout for `backends` backends in `start..start + len`.
+    pub(crate) fn new(start: usize, len: usize, backends: usize) -> Self {
+        let per_session = 1 + backends;
+        Tokens {
+            start,
+            per_session,
+            slots: len.saturating_sub(1) / per_session,
+        }
+    }
+
+    /// How many sessions fit in the range.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub(crate) fn listener(&self) -> Token {
+        Token(self.start)
+    }
+
+    pub(crate) fn client(&self, slot: usize) -> Token {
+        Token(self.start + 1 + slot * self.per_session)
+    }
+
+    pub(crate) fn backend(&self, slot: usize, backend: usize) -> Token {
+        Token(self.start + 2 + slot * self.per_session + backend)
+    }
+
+    /// What `token` stands for, or `None` when it is not in the range.
+    pub(crate) fn decode(&self, token: Token) -> Option<Target> {
+        let offset = token.0.checked_sub(self.start)?;
+        if offset == 0 {
+            return Some(Target::Listener);
+        }
+        let (slot, role) = ((offset - 1) / self.per_session, (offset - 1) % self.per_session);
+        if slot >= self.slots {
+            return None;
+        }
+        Some(if role == 0 {
+            Target::Client(slot)
+        } else {
+            Target::Backend(slot, role - 1)
+        })
+    }
+}
+
+/// Deadlines of sessions, earliest first. Entries are not removed when a
+/// session's deadline moves: a popped entry is checked against the session
+/// (by generation and by its current deadline), so a session has about one
+/// entry at a time and nothing is allocated per event.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+}
+
+impl Timers {
+    /// Wakes session `slot` of generation `generation` at `at`.
+    pub(crate) fn schedule(&mut self, at: Instant, slot: usize, generation: u64) {
+        self.heap.push(Reverse((at, slot, generation)));
+    }
+
+    /// The earliest entry.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Takes one entry due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize, u64)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_layout_round_trips() {
+        let t = Tokens::new(100, 1 + 3 * 10, 2);
+        assert_eq!(t.slots(), 10);
+        assert_eq!(t.decode(Token(99)), None);
+        assert_eq!(t.decode(t.listener()), Some(Target::Listener));
+        for slot in 0..10 {
+            assert_eq!(t.decode(t.client(slot)), Some(Target::Client(slot)));
+            for b in 0..2 {
+                assert_eq!(t.decode(t.backend(slot, b)), Some(Target::Backend(slot, b)));
+            }
+        }
+        assert_eq!(t.decode(Token(100 + 1 + 3 * 10)), None);
+    }
+}
