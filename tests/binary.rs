@@ -1,0 +1,287 @@
+//! The `kage` binary as users run it: real processes, signals, curl, and
+//! what the kernel says about its memory and descriptors.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A running `kage` process, killed when dropped.
+struct Kage {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Kage {
+    fn start(args: &[&str]) -> Kage {
+        Kage::start_with(args, None)
+    }
+
+    /// Starts kage, optionally with a descriptor limit, and waits until it accepts.
+    fn start_with(args: &[&str], nofile: Option<u32>) -> Kage {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let bin = env!("CARGO_BIN_EXE_kage");
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("--listen")
+            .arg(&listen)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start kage");
+        let addr: SocketAddr = listen.parse().unwrap();
+        let t = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(t.elapsed() < QUICK, "kage did not start listening");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Kage { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
+    }
+
+    /// User + system CPU time in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Kage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn curl_through_the_proxy() {
+    let master = TestBackend::ok("hello curl");
+    let shadow = TestBackend::ok("shadow");
+    let kage = Kage::start(&[
+        "--master",
+        &master.addr.to_string(),
+        "--shadow",
+        &shadow.addr.to_string(),
+    ]);
+    let out = Command::new("curl")
+        .args(["-sS", "-D", "-", "-H", "X-Test: 1"])
+        .arg(format!("http://{}/path?q=1", kage.addr))
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("hello curl"), "{text}");
+    thread::sleep(Duration::from_millis(100));
+    for b in [&master, &shadow] {
+        let r = &b.requests()[0];
+        assert!(r.head_str().starts_with("GET /path?q=1 HTTP/1.1\r\n"));
+        assert_eq!(r.header("x-test").as_deref(), Some("1"));
+    }
+}
+
+#[test]
+fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
+    const SIZE: usize = 64 << 20;
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes());
+        let block = vec![b'k'; 1 << 20];
+        for _ in 0..SIZE >> 20 {
+            if conn.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let kage = Kage::start(&["--master", &master.addr.to_string()]);
+    let rss_before = kage.status_field("VmRSS:");
+    let mut c = TcpStream::connect(kage.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(GET).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut peak = 0;
+    let t = Instant::now();
+    while total < SIZE {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early after {total} bytes");
+        total += n;
+        // Slower than the backend: a pause every 4 MiB.
+        if total % (4 << 20) < n {
+            thread::sleep(Duration::from_millis(50));
+            peak = peak.max(kage.status_field("VmRSS:"));
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let hwm = kage.status_field("VmHWM:");
+    assert!(total >= SIZE);
+    // The proxy holds at most a few buffers, not the response.
+    assert!(
+        hwm < rss_before + 16 * 1024,
+        "peak RSS {hwm} KiB (started at {rss_before} KiB, sampled {peak} KiB)"
+    );
+}
+
+#[test]
+fn descriptors_do_not_leak_after_many_failing_connections() {
+    let dead = closed_port();
+    let kage = Kage::start(&["--master", &dead.to_string(), "--shadow", &closed_port().to_string()]);
+    // Warm up whatever the process opens once.
+    assert_eq!(roundtrip(kage.addr, GET).status, 502);
+    thread::sleep(Duration::from_millis(100));
+    let before = kage.fds();
+    for i in 0..200 {
+        let mut c = TcpStream::connect(kage.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req: &[u8] = match i % 4 {
+            0 => GET,
+            1 => b"GET / HTTP/1.1\r\n\r\n",
+            2 => b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab",
+            _ => b"",
+        };
+        c.write_all(req).unwrap();
+        if i % 4 < 2 {
+            let mut out = Vec::new();
+            let _ = c.read_to_end(&mut out);
+            assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&out));
+        }
+    }
+    let t = Instant::now();
+    while kage.fds() > before && t.elapsed() < QUICK {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(kage.fds(), before, "descriptors after 200 failing connections");
+}
+
+#[test]
+fn sigquit_finishes_in_flight_work_and_exits_zero() {
+    let master = TestBackend::http(|_| {
+        thread::sleep(Duration::from_millis(300));
+        ok_response("finished")
+    });
+    let mut kage = Kage::start(&["--master", &master.addr.to_string()]);
+    let mut c = TcpStream::connect(kage.addr).unwrap();
+    c.set_read_timeout(Some(QUICK)).unwrap();
+    c.write_all(GET).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    kage.signal("QUIT");
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    assert!(out.ends_with(b"finished"), "{:?}", String::from_utf8_lossy(&out));
+    assert_eq!(kage.wait_exit(QUICK), Some(0));
+}
+
+#[test]
+fn sigterm_exits_zero_promptly() {
+    let master = TestBackend::ok("x");
+    let mut kage = Kage::start(&["--master", &master.addr.to_string()]);
+    // An idle keep-alive client does not hold the exit up.
+    let mut idle = Client::connect(kage.addr);
+    idle.send(GET);
+    assert_eq!(idle.get().status, 200);
+    kage.signal("TERM");
+    assert_eq!(kage.wait_exit(Duration::from_secs(3)), Some(0));
+}
+
+#[test]
+fn accept_errors_pause_instead_of_spinning() {
+    let master = TestBackend::ok("ok");
+    // Room for a handful of connections only.
+    let kage = Kage::start_with(&["--master", &master.addr.to_string()], Some(16));
+    let mut held = Vec::new();
+    for _ in 0..24 {
+        if let Ok(c) = TcpStream::connect(kage.addr) {
+            held.push(c);
+        }
+    }
+    thread::sleep(Duration::from_millis(200));
+    let ticks = kage.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let used = kage.cpu_ticks() - ticks;
+    assert!(used < 30, "{used} ticks of CPU in 1 s while out of descriptors");
+    drop(held);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        roundtrip(kage.addr, GET).status,
+        200,
+        "serves again once descriptors are free"
+    );
+}
+
+#[test]
+fn usage_errors_exit_two_and_name_the_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--master"));
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args([
+            "--listen",
+            &taken.local_addr().unwrap().to_string(),
+            "--master",
+            "127.0.0.1:2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--listen"),
+        "bind errors name the flag"
+    );
+}

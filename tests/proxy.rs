@@ -1,0 +1,471 @@
+//! The shadow proxy with real sockets on 127.0.0.1 and backends the tests
+//! start themselves: what clients get, what backends receive, what the hooks
+//! are told.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kage::http::{Method, RequestContext};
+use kage::proxy::{Outcome, Role, Selection};
+use kage::server::ShutdownMode;
+use support::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn master_only_requests_keep_the_connection_and_reuse_the_master() {
+    let master = TestBackend::ok("hello");
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    for _ in 0..3 {
+        c.send(GET);
+        let r = c.get();
+        assert_eq!((r.status, r.body_str().as_str()), (200, "hello"));
+        assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+    }
+    assert_eq!(master.seen.accepts(), 1, "one master connection for three requests");
+    assert_eq!(
+        proxy.selections.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "select_backends for every request"
+    );
+    let sent = master.requests();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].header("connection").as_deref(), Some("keep-alive"));
+}
+
+#[test]
+fn shadowed_request_goes_to_both_and_closes() {
+    let master = TestBackend::ok("from master");
+    let shadow = TestBackend::ok("from shadow");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(GET);
+    let r = c.get();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "from master"));
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(c.is_closed(), "a shadowed request ends the client connection");
+    let x = proxy.exchange();
+    assert_eq!(x.target, "/hello");
+    assert_eq!(x.outcome("master"), Outcome::Complete);
+    assert_eq!(x.outcome("shadow1"), Outcome::Complete);
+    assert_eq!(x.reports[1].3, b"from shadow");
+    for backend in [&master, &shadow] {
+        let got = backend.requests();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("connection").as_deref(), Some("close"));
+        assert!(got[0].head_str().starts_with("GET /hello HTTP/1.1\r\n"));
+    }
+}
+
+#[test]
+fn unsafe_methods_are_not_shadowed_by_default() {
+    let master = TestBackend::ok("m");
+    let shadow = TestBackend::ok("s");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).start();
+    let r = roundtrip(
+        proxy.addr,
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(master.requests()[0].body, b"abc");
+    thread::sleep(ms(100));
+    assert_eq!(shadow.seen.accepts(), 0);
+}
+
+/// The client gets the master's answer quickly and intact whatever the shadow does.
+fn shadow_misbehaves(shadow: TestBackend, expect: Outcome) {
+    let master = TestBackend::ok("intact");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .tweak(|c| c.backends[1].timeout = ms(300))
+        .shadow_everything()
+        .start();
+    let t = Instant::now();
+    let r = roundtrip(proxy.addr, GET);
+    let took = t.elapsed();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "intact"));
+    assert!(took < ms(250), "the client waited {took:?} for a misbehaving shadow");
+    let x = proxy.exchange();
+    assert_eq!(x.outcome("master"), Outcome::Complete);
+    assert_eq!(x.outcome("shadow1"), expect);
+}
+
+#[test]
+fn shadow_refused() {
+    let shadow = TestBackend {
+        addr: closed_port(),
+        seen: Default::default(),
+    };
+    shadow_misbehaves(shadow, Outcome::Refused);
+}
+
+#[test]
+fn shadow_never_answers() {
+    let shadow = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf);
+        thread::sleep(Duration::from_secs(3));
+    });
+    shadow_misbehaves(shadow, Outcome::Timeout);
+}
+
+#[test]
+fn shadow_answers_slowly() {
+    let shadow = TestBackend::http(|_| {
+        thread::sleep(ms(200));
+        ok_response("late")
+    });
+    let master = TestBackend::ok("intact");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).start();
+    let t = Instant::now();
+    let r = roundtrip(proxy.addr, GET);
+    assert_eq!(r.body_str(), "intact");
+    assert!(
+        t.elapsed() < ms(150),
+        "client waited {:?} for a slow shadow",
+        t.elapsed()
+    );
+    let x = proxy.exchange();
+    assert_eq!(x.outcome("shadow1"), Outcome::Complete);
+    assert_eq!(x.reports[1].3, b"late");
+}
+
+#[test]
+fn shadow_answers_garbage() {
+    let shadow = TestBackend::http(|_| b"SPDY/3 hello\r\n\r\n".to_vec());
+    shadow_misbehaves(shadow, Outcome::Invalid);
+}
+
+#[test]
+fn shadow_resets() {
+    // Closing with unread request bytes in the socket makes the kernel send RST.
+    let shadow = TestBackend::start(|conn, _| {
+        thread::sleep(ms(50));
+        let _ = conn.shutdown(Shutdown::Both);
+    });
+    let master = TestBackend::ok("intact");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).shadow_everything().start();
+    let r = roundtrip(proxy.addr, GET);
+    assert_eq!(r.body_str(), "intact");
+    let x = proxy.exchange();
+    assert!(
+        matches!(x.outcome("shadow1"), Outcome::Reset | Outcome::Truncated),
+        "{:?}",
+        x.outcome("shadow1")
+    );
+}
+
+#[test]
+fn shadow_that_never_reads_a_large_body_is_dropped() {
+    let shadow = TestBackend::start(|_, _| thread::sleep(Duration::from_secs(5)));
+    let master = TestBackend::http(|req| ok_response(&req.body.len().to_string()));
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .tweak(|c| c.shadow_request_cap = 256 * 1024)
+        .shadow_everything()
+        .start();
+    let body = vec![b'x'; 4 << 20];
+    let mut c = Client::connect(proxy.addr);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let t = Instant::now();
+    c.send(head.as_bytes());
+    c.send(&body);
+    let r = c.get();
+    assert_eq!(
+        (r.status, r.body_str()),
+        (200, (4 << 20).to_string()),
+        "the master got the whole body"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(proxy.exchange().outcome("shadow1"), Outcome::TooLarge);
+}
+
+#[test]
+fn master_refused_is_502() {
+    let proxy = ProxySpec::new(closed_port(), &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(GET);
+    let r = c.get();
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn master_silent_is_504() {
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf);
+        thread::sleep(Duration::from_secs(3));
+    });
+    let proxy = ProxySpec::new(master.addr, &[])
+        .tweak(|c| c.backends[0].timeout = ms(200))
+        .start();
+    let t = Instant::now();
+    let r = roundtrip(proxy.addr, GET);
+    assert_eq!(r.status, 504);
+    assert!(
+        t.elapsed() >= ms(190) && t.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn master_garbage_is_502() {
+    let master = TestBackend::http(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec());
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    assert_eq!(roundtrip(proxy.addr, GET).status, 502);
+}
+
+#[test]
+fn master_closing_mid_body_closes_the_client_without_padding() {
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(GET);
+    let r = c.get();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.head.ends_with("[TRUNCATED]"),
+        "the client sees the connection end early"
+    );
+    assert_eq!(r.body_str(), "only this");
+}
+
+#[test]
+fn bad_requests_are_answered_and_never_forwarded() {
+    let master = TestBackend::ok("x");
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    let many_fields = format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", "X-A: b\r\n".repeat(101));
+    let cases: Vec<(&[u8], u16)> = vec![
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: br\r\n\r\n", 501),
+        (long_target.as_bytes(), 414),
+        (many_fields.as_bytes(), 431),
+        (b"GET / HTTP/1.1\nHost: t\n\n", 400),
+    ];
+    for (raw, status) in cases {
+        let mut c = Client::connect(proxy.addr);
+        c.send(raw);
+        let r = c.get();
+        assert_eq!(
+            r.status,
+            status,
+            "{:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        );
+        assert!(c.is_closed());
+    }
+    assert_eq!(master.seen.accepts(), 0, "nothing of a bad request reaches a backend");
+}
+
+#[test]
+fn bad_chunked_body_is_400() {
+    let master = TestBackend::start(|_, _| thread::sleep(Duration::from_secs(2)));
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    assert_eq!(c.get().status, 400);
+}
+
+#[test]
+fn slow_client_head_gets_408_and_idle_connections_close() {
+    let master = TestBackend::ok("x");
+    let proxy = ProxySpec::new(master.addr, &[])
+        .tweak(|c| c.client_timeout = ms(200))
+        .start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET / HTTP/1.1\r\nHo");
+    let t = Instant::now();
+    assert_eq!(c.get().status, 408);
+    assert!(t.elapsed() >= ms(150), "{:?}", t.elapsed());
+    let mut idle = Client::connect(proxy.addr);
+    let t = Instant::now();
+    assert!(idle.is_closed());
+    assert!(t.elapsed() >= ms(150) && t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let master = TestBackend::http(|req| {
+        let target = req.head_str().split(' ').nth(1).unwrap_or("").to_string();
+        ok_response(&target)
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\nGET /3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    for want in ["/1", "/2", "/3"] {
+        assert_eq!(c.get().body_str(), want);
+    }
+}
+
+#[test]
+fn chunked_request_body_reaches_master_and_shadow_unchanged() {
+    let echo = |req: &Received| ok_response(&String::from_utf8_lossy(&req.body));
+    let master = TestBackend::http(echo);
+    let shadow = TestBackend::http(echo);
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).shadow_everything().start();
+    let wire = "5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+    let r = roundtrip(
+        proxy.addr,
+        format!("POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{wire}").as_bytes(),
+    );
+    assert_eq!(r.body_str(), wire);
+    proxy.exchange();
+    assert_eq!(shadow.requests()[0].body, wire.as_bytes());
+}
+
+#[test]
+fn expect_continue() {
+    let master = TestBackend::start(|conn, seen| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let mut body = [0u8; 4];
+        conn.read_exact(&mut body).unwrap();
+        seen.requests.lock().unwrap().push(Received {
+            head: buf,
+            body: body.to_vec(),
+        });
+        conn.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"PUT /f HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    let ctx = RequestContext {
+        method: Method::Put,
+        upgrade: false,
+    };
+    assert_eq!(c.response(ctx).unwrap().status, 100);
+    c.send(b"data");
+    let r = c.response(ctx).unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (201, "ok"));
+    assert_eq!(master.requests()[0].body, b"data");
+}
+
+#[test]
+fn upgrade_becomes_a_tunnel_with_the_master() {
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 2048];
+        let _ = conn.read(&mut buf);
+        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .unwrap();
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = conn.read(&mut chunk) {
+            if n == 0 || conn.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let shadow = TestBackend::ok("never");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).shadow_everything().start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+    let r = c
+        .response(RequestContext {
+            method: Method::Get,
+            upgrade: true,
+        })
+        .unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade").as_deref(), Some("echo"));
+    c.send(b"ping-pong");
+    let mut got = [0u8; 9];
+    c.conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping-pong");
+    c.shutdown_write();
+    assert!(c.is_closed(), "half-close travels through the tunnel and back");
+    assert_eq!(shadow.seen.accepts(), 0, "upgrades are the master's alone");
+}
+
+#[test]
+fn munging_is_per_backend() {
+    let master = TestBackend::ok("m");
+    let shadow = TestBackend::ok("s");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .munge(|backend, rw| {
+            if backend.role == Role::Shadow {
+                rw.set("X-Kage-Shadow", "1").unwrap();
+            }
+        })
+        .start();
+    roundtrip(proxy.addr, GET);
+    proxy.exchange();
+    assert_eq!(master.requests()[0].header("x-kage-shadow"), None);
+    assert_eq!(shadow.requests()[0].header("x-kage-shadow").as_deref(), Some("1"));
+}
+
+#[test]
+fn without_the_master_the_first_complete_answer_wins() {
+    let slow = TestBackend::http(|_| {
+        thread::sleep(ms(150));
+        ok_response("slow")
+    });
+    let fast = TestBackend::ok("fast");
+    let master = TestBackend::ok("master");
+    let proxy = ProxySpec::new(master.addr, &[slow.addr, fast.addr])
+        .select(|_, _| Selection::only(1).with(2))
+        .start();
+    let r = roundtrip(proxy.addr, GET);
+    assert_eq!(r.body_str(), "fast");
+    assert_eq!(master.seen.accepts(), 0);
+    let x = proxy.exchange();
+    assert_eq!(x.outcome("shadow1"), Outcome::Complete);
+}
+
+#[test]
+fn large_response_streams_through() {
+    let big: &'static str = Box::leak("0123456789abcdef".repeat(1 << 16).into_boxed_str());
+    let master = TestBackend::ok(big);
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let r = roundtrip(proxy.addr, GET);
+    assert_eq!(r.body.len(), big.len());
+    assert!(r.body == big.as_bytes());
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_exchanges() {
+    let master = TestBackend::http(|_| {
+        thread::sleep(ms(300));
+        ok_response("done")
+    });
+    let mut proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(GET);
+    thread::sleep(ms(50));
+    let addr = proxy.addr;
+    let waiter = thread::spawn(move || c.get());
+    let took = proxy.stop(ShutdownMode::Graceful);
+    let r = waiter.join().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "done"));
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert!(took >= ms(200), "stopped before the exchange finished: {took:?}");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "no longer accepting");
+}
