@@ -4,11 +4,55 @@
 use super::error::{Error, ErrorKind, fail};
 use super::limits::MAX_TRANSFER_CODINGS;
 
-/// `tchar` of RFC 9110 §5.6.2.
-pub(crate) fn is_tchar(b: u8) -> bool {
+/// A 256-entry table of the bytes for which `$pred` holds, built at compile time.
+macro_rules! byte_table {
+    ($pred:ident) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = $pred(i as u8);
+            i += 1;
+        }
+        t
+    }};
+}
+
+const fn tchar(b: u8) -> bool {
     matches!(b,
         b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
         | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// reg-name characters of RFC 3986 (unreserved, sub-delims, `%`).
+const fn reg_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+static TCHAR: [bool; 256] = byte_table!(tchar);
+static REG_NAME: [bool; 256] = byte_table!(reg_name_char);
+
+/// `tchar` of RFC 9110 §5.6.2.
+#[inline]
+pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
 }
 
 /// True when every byte is a `tchar` and there is at least one.
@@ -108,51 +152,33 @@ fn is_known_coding(coding: &[u8]) -> bool {
 }
 
 /// A Host value is `uri-host [":" port]` (RFC 9110 §7.2): reg-name, IPv4 or an
-/// IP-literal in brackets, and digits after the last colon. Empty is allowed.
+/// IP-literal in brackets, and digits after the colon. Empty is allowed.
 pub(crate) fn is_valid_host(value: &[u8]) -> bool {
-    let (host, port) = match value {
-        [b'[', rest @ ..] => match rest.iter().position(|&b| b == b']') {
-            Some(close) => {
-                let literal = &rest[..close];
-                if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
-                    return false;
-                }
-                (&[][..], &rest[close + 1..])
-            }
-            None => return false,
-        },
-        _ => match value.iter().position(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon..]),
-            None => (value, &[][..]),
-        },
-    };
-    let reg_name_ok = host.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    });
-    let port_ok = match port {
+    if let [b'[', rest @ ..] = value {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let literal_ok =
+            !literal.is_empty() && literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        return literal_ok && is_port_suffix(&rest[close + 1..]);
+    }
+    // One pass: reg-name bytes up to an optional single colon.
+    for (i, &b) in value.iter().enumerate() {
+        if !REG_NAME[b as usize] {
+            return b == b':' && is_port_suffix(&value[i..]);
+        }
+    }
+    true
+}
+
+/// Empty, or `":"` and at most five digits.
+fn is_port_suffix(s: &[u8]) -> bool {
+    match s {
         [] => true,
         [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
         _ => false,
-    };
-    reg_name_ok && port_ok
+    }
 }
 
 /// The options a Connection field lists that change how the proxy behaves.
@@ -169,6 +195,15 @@ pub(crate) struct ConnectionOptions {
 impl ConnectionOptions {
     /// Adds the options of one Connection field.
     pub(crate) fn add(&mut self, value: &[u8]) {
+        // The usual single option, without splitting.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return;
+        }
         for option in list_items(value) {
             if option.eq_ignore_ascii_case(b"close") {
                 self.close = true;

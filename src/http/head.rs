@@ -21,6 +21,7 @@ impl Span {
     /// The span of `part`, a subslice of `base`. An empty `part` may point
     /// anywhere (httparse gives a static `""` for a missing reason phrase), so
     /// anything outside `base` is the empty span.
+    #[inline]
     pub(crate) fn of(base: &[u8], part: &[u8]) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
         match start.checked_add(part.len()) {
@@ -119,6 +120,11 @@ pub enum HeadStatus {
     Complete(usize),
 }
 
+/// Bit `n` is set when a field name of length `n` may be one `collect` looks
+/// at: Host (4), Expect (6), Upgrade (7), Connection (10), Content-Length
+/// (14), Transfer-Encoding (17).
+const INTERESTING_LENGTHS: u32 = 1 << 4 | 1 << 6 | 1 << 7 | 1 << 10 | 1 << 14 | 1 << 17;
+
 /// The fields of a head and what the framing-relevant ones say.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fields {
@@ -134,6 +140,8 @@ pub(crate) struct Fields {
 
 impl Fields {
     /// Records `headers` (slices of `base`) and validates the framing fields.
+    /// Also checks that every line before a field line ends in CRLF, which
+    /// httparse does not (it accepts a bare LF).
     pub(crate) fn collect(&mut self, base: &[u8], headers: &[httparse::Header<'_>]) -> Result<(), Error> {
         *self = Fields {
             list: std::mem::take(&mut self.list),
@@ -141,18 +149,30 @@ impl Fields {
         };
         self.list.clear();
         self.list.reserve(headers.len());
+        let origin = base.as_ptr() as usize;
         for h in headers {
             let name = h.name.as_bytes();
             let value = h.value;
+            // Both are inside `base` (httparse hands out subslices of it).
+            let name_at = (name.as_ptr() as usize).wrapping_sub(origin);
+            // httparse rejects a bare CR, so LF preceded by CR is all to check.
+            if name_at < 2 || base.get(name_at - 2) != Some(&b'\r') {
+                return fail(ErrorKind::BareLf);
+            }
+            let value_span = Span::of(base, value);
             self.list.push(Field {
-                name: Span::of(base, name),
-                value: Span::of(base, value),
+                name: Span::new(name_at, name_at + name.len()),
+                value: value_span,
             });
-            // Dispatch on length first: most fields are none of these.
+            // Most fields are none of the ones below: one predictable test on
+            // the name's length skips them.
+            if name.len() >= 32 || INTERESTING_LENGTHS & (1 << name.len()) == 0 {
+                continue;
+            }
             match name.len() {
                 4 if name.eq_ignore_ascii_case(b"host") => {
                     self.host_count += 1;
-                    self.host = Some(Span::of(base, value));
+                    self.host = Some(value_span);
                 }
                 6 if name.eq_ignore_ascii_case(b"expect") => {
                     self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");

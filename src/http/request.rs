@@ -157,7 +157,8 @@ impl RequestHead {
         let mut req = httparse::Request::new(&mut []);
         match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, head, &mut headers) {
             Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-            Ok(_) => return fail(ErrorKind::InvalidRequestLine),
+            // httparse ended the head at a bare LF before our CRLF CRLF.
+            Ok(_) => return fail(ErrorKind::BareLf),
             Err(e) => return fail(head::classify(e, head, Kind::Request)),
         }
         let (Some(method), Some(target)) = (req.method, req.path) else {

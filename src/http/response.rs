@@ -80,7 +80,8 @@ impl ResponseHead {
         let mut res = httparse::Response::new(&mut []);
         match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, head, &mut headers) {
             Ok(httparse::Status::Complete(n)) if n == head.len() => {}
-            Ok(_) => return fail(ErrorKind::InvalidStatusLine),
+            // httparse ended the head at a bare LF before our CRLF CRLF.
+            Ok(_) => return fail(ErrorKind::BareLf),
             Err(e) => return fail(head::classify(e, head, Kind::Response)),
         }
         let Some(status) = res.code.filter(|c| (100..=599).contains(c)) else {

@@ -1,16 +1,28 @@
 //! Finding the end of a head in bytes that arrive in pieces.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use super::error::{Error, ErrorKind, fail};
+
+/// The end of a head: the last line's LF, then the empty line. Built once.
+static HEAD_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
 use super::limits::{MAX_HEAD_LEN, MAX_LEADING_EMPTY_LINES, MAX_REQUEST_LINE_LEN};
 
-/// Where a head ends, found by looking at each byte once however the bytes
-/// are split across reads.
+/// Where a head ends, found by looking at each new byte once however the
+/// bytes are split across reads: one `memmem` search for LF CRLF (the last
+/// line's end and the empty line) over the new bytes and the two before
+/// them, and, until the first line has ended, one `memchr` for its LF (for
+/// the 414 limit).
 ///
-/// Rejects a bare LF on the way (httparse accepts one as a line end). Empty
-/// lines before the start line are skipped, as RFC 9112 §2.2 allows.
+/// A bare LF ending the head is rejected here (LF LF, or LF CRLF without the
+/// CR before); inside the head, `Fields::collect` checks that every line
+/// before a field line ends in CRLF. Empty lines before the start line are
+/// skipped, as RFC 9112 §2.2 allows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeadScanner {
-    /// Next byte to look at.
+    /// Bytes already searched.
     pos: usize,
     /// Where the start line begins, after any leading empty lines.
     start: usize,
@@ -37,26 +49,33 @@ impl HeadScanner {
             return Ok(Scan::Partial);
         }
         let limit = buf.len().min(MAX_HEAD_LEN);
-        let from = self.pos.min(limit);
-        for offset in memchr::memchr_iter(b'\n', &buf[from..limit]) {
-            let lf = from + offset;
-            // `lf > self.start` holds: the byte at `start` is not LF.
-            if buf[lf - 1] != b'\r' {
+        if !self.first_line_done {
+            let from = self.pos.min(limit);
+            match memchr::memchr(b'\n', &buf[from..limit]) {
+                Some(_) => self.first_line_done = true,
+                None if request_line_cap && limit - self.start > MAX_REQUEST_LINE_LEN => {
+                    return fail(ErrorKind::TargetTooLong);
+                }
+                None => {}
+            }
+        }
+        // The terminator may straddle the previous search's end.
+        let from = self.pos.saturating_sub(2).max(self.start).min(limit);
+        let new = &buf[from..limit];
+        if let Some(at) = HEAD_END.find(new) {
+            let lf = from + at;
+            // `lf > start`: the start line does not begin with LF.
+            if lf == 0 || buf[lf - 1] != b'\r' {
                 return fail(ErrorKind::BareLf);
             }
-            self.first_line_done = true;
-            if lf >= self.start + 3 && buf[lf - 2] == b'\n' && buf[lf - 3] == b'\r' {
-                self.pos = lf + 1;
-                return Ok(Scan::Complete {
-                    start: self.start,
-                    end: lf + 1,
-                });
-            }
+            let end = lf + 3;
+            self.pos = end;
+            return Ok(Scan::Complete { start: self.start, end });
+        }
+        if memchr::memmem::find(new, b"\n\n").is_some() {
+            return fail(ErrorKind::BareLf);
         }
         self.pos = limit;
-        if request_line_cap && !self.first_line_done && limit - self.start > MAX_REQUEST_LINE_LEN {
-            return fail(ErrorKind::TargetTooLong);
-        }
         if buf.len() >= MAX_HEAD_LEN {
             return fail(ErrorKind::HeadTooLarge);
         }
@@ -110,6 +129,27 @@ mod tests {
     }
 
     #[test]
+    fn finds_end_fed_byte_by_byte() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        let mut s = HeadScanner::default();
+        let mut got = Scan::Partial;
+        for n in 1..=head.len() {
+            got = s.scan(&head[..n], true).unwrap();
+            if got != Scan::Partial {
+                assert_eq!(n, head.len() - 4, "found only once complete");
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            Scan::Complete {
+                start: 0,
+                end: head.len() - 4
+            }
+        );
+    }
+
+    #[test]
     fn skips_leading_empty_lines() {
         assert_eq!(
             scan_all(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n").unwrap(),
@@ -117,22 +157,26 @@ mod tests {
         );
         let many = b"\r\n".repeat(MAX_LEADING_EMPTY_LINES + 1);
         assert_eq!(scan_all(&many).unwrap_err().kind(), ErrorKind::LeadingEmptyLines);
-    }
-
-    #[test]
-    fn rejects_bare_lf() {
-        assert_eq!(
-            scan_all(b"GET / HTTP/1.1\nHost: a\r\n\r\n").unwrap_err().kind(),
-            ErrorKind::BareLf
-        );
-        assert_eq!(
-            scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n\n").unwrap_err().kind(),
-            ErrorKind::BareLf
-        );
         assert_eq!(
             scan_all(b"\nGET / HTTP/1.1\r\n\r\n").unwrap_err().kind(),
             ErrorKind::BareLf
         );
+    }
+
+    #[test]
+    fn bare_lf_endings() {
+        for bad in [
+            &b"GET / HTTP/1.1\r\nHost: a\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"GET / HTTP/1.1\n\n",
+        ] {
+            assert_eq!(
+                scan_all(bad).unwrap_err().kind(),
+                ErrorKind::BareLf,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
