@@ -114,3 +114,16 @@ fn head_at_field_limit_round_trips() {
     kage::fuzzing::request_stream(&req);
     kage::fuzzing::response_stream(&res);
 }
+
+/// Regression (fuzz crash 2026-11-23, differential): a head with a bare CR
+/// and, before its end, LF LF was named BareCr when whole and BareLf when fed
+/// byte by byte. The scanner now checks the same bytes in the same order
+/// however the input is split.
+#[test]
+fn rejection_kind_does_not_depend_on_splits() {
+    let head = b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\nY: 1\n\nZ: 2\r\n\r\n";
+    let whole = kage::fuzzing::read_requests(head, || usize::MAX);
+    let ones = kage::fuzzing::read_requests(head, || 1);
+    assert_eq!(whole, ones);
+    assert_eq!(whole.end, kage::fuzzing::End::Error(kage::http::ErrorKind::BareLf));
+}

@@ -241,6 +241,11 @@ pub(crate) fn classify(err: httparse::Error, head: &[u8], kind: Kind) -> ErrorKi
         Kind::Request => ErrorKind::InvalidRequestLine,
         Kind::Response => ErrorKind::InvalidStatusLine,
     };
+    // The scanner rejects LF LF before the end of a head has arrived; name it
+    // the same when the whole head came at once.
+    if memchr::memmem::find(head, b"\n\n").is_some() {
+        return ErrorKind::BareLf;
+    }
     if has_bare_cr(head) {
         return ErrorKind::BareCr;
     }

@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use super::error::{Error, ErrorKind, fail};
 use super::fields::is_valid_host;
 use super::head::{self, Field, Fields, Framing, HeadStatus, Kind, Span, Version};
-use super::limits::{MAX_HEADERS, MAX_TARGET_LEN};
+use super::limits::{MAX_HEADERS, MAX_REQUEST_LINE_LEN, MAX_TARGET_LEN};
 use super::scan::{HeadScanner, Scan};
 
 /// The request method, with the ones framing and policy care about named.
@@ -158,12 +158,18 @@ impl RequestHead {
         match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, head, &mut headers) {
             Ok(httparse::Status::Complete(n)) if n == head.len() => {}
             // httparse ended the head at a bare LF before our CRLF CRLF.
+            Ok(_) if request_line_too_long(head) => return fail(ErrorKind::TargetTooLong),
             Ok(_) => return fail(ErrorKind::BareLf),
+            Err(_) if request_line_too_long(head) => return fail(ErrorKind::TargetTooLong),
             Err(e) => return fail(head::classify(e, head, Kind::Request)),
         }
         let (Some(method), Some(target)) = (req.method, req.path) else {
             return fail(ErrorKind::InvalidRequestLine);
         };
+        // method SP target SP HTTP/1.x CR: the scanner's measure of the line.
+        if method.len() + target.len() + 11 > MAX_REQUEST_LINE_LEN {
+            return fail(ErrorKind::TargetTooLong);
+        }
         self.method_span = Span::of(buf, method.as_bytes());
         self.method = Method::from_bytes(method.as_bytes());
         self.target = Span::of(buf, target.as_bytes());
@@ -317,6 +323,12 @@ impl RequestHead {
     pub fn upgrade(&self) -> bool {
         self.upgrade
     }
+}
+
+/// The first line, CR included, is longer than the scanner allows while
+/// waiting for it (checked here when the whole head came at once).
+fn request_line_too_long(head: &[u8]) -> bool {
+    memchr::memchr(b'\n', head).unwrap_or(head.len()) > MAX_REQUEST_LINE_LEN
 }
 
 /// The authority of an absolute-form `http` or `https` target, if it is one.

@@ -8,6 +8,9 @@ use super::error::{Error, ErrorKind, fail};
 
 /// The end of a head: the last line's LF, then the empty line. Built once.
 static HEAD_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+
+/// A line ended by a bare LF followed by another line end. Built once.
+static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
 use super::limits::{MAX_HEAD_LEN, MAX_LEADING_EMPTY_LINES, MAX_REQUEST_LINE_LEN};
 
 /// Where a head ends, found by looking at each new byte once however the
@@ -49,17 +52,7 @@ impl HeadScanner {
             return Ok(Scan::Partial);
         }
         let limit = buf.len().min(MAX_HEAD_LEN);
-        if !self.first_line_done {
-            let from = self.pos.min(limit);
-            match memchr::memchr(b'\n', &buf[from..limit]) {
-                Some(_) => self.first_line_done = true,
-                None if request_line_cap && limit - self.start > MAX_REQUEST_LINE_LEN => {
-                    return fail(ErrorKind::TargetTooLong);
-                }
-                None => {}
-            }
-        }
-        // The terminator may straddle the previous search's end.
+        // The end: the terminator may straddle the previous search's end.
         let from = self.pos.saturating_sub(2).max(self.start).min(limit);
         let new = &buf[from..limit];
         if let Some(at) = HEAD_END.find(new) {
@@ -70,9 +63,20 @@ impl HeadScanner {
             }
             let end = lf + 3;
             self.pos = end;
+            // The request line's length and any bare LF line before the end
+            // are judged by the head parser, in the same order as below, so
+            // the verdict does not depend on how the bytes were split.
             return Ok(Scan::Complete { start: self.start, end });
         }
-        if memchr::memmem::find(new, b"\n\n").is_some() {
+        // No end yet: reject what is already certain, in this order.
+        if request_line_cap && !self.first_line_done {
+            let line_end = memchr::memchr(b'\n', &buf[self.pos.min(limit)..limit]).map(|i| self.pos + i);
+            if line_end.unwrap_or(limit) - self.start > MAX_REQUEST_LINE_LEN {
+                return fail(ErrorKind::TargetTooLong);
+            }
+            self.first_line_done = line_end.is_some();
+        }
+        if LF_LF.find(new).is_some() {
             return fail(ErrorKind::BareLf);
         }
         self.pos = limit;
@@ -176,6 +180,19 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    /// The verdict on a long request line does not depend on where reads end.
+    #[test]
+    fn long_request_line_split_anywhere() {
+        let mut head = b"GET /".to_vec();
+        head.resize(MAX_REQUEST_LINE_LEN + 2, b'a');
+        head.extend_from_slice(b" HTTP/1.1\r\nX: a\r\r\n\r\n");
+        for cut in 1..head.len() {
+            let mut req = crate::http::RequestHead::new();
+            let r = req.parse(&head[..cut]).and_then(|_| req.parse(&head));
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::TargetTooLong, "cut {cut}");
         }
     }
 
