@@ -87,6 +87,14 @@ impl Selection {
         Selection::none().with(index)
     }
 
+    /// The master of `backends` alone.
+    pub fn master_only(backends: &[Backend]) -> Self {
+        backends
+            .iter()
+            .position(|b| b.role == Role::Master)
+            .map_or(Selection::none(), Selection::only)
+    }
+
     /// Every backend of `backends`.
     pub fn all(backends: &[Backend]) -> Self {
         (0..backends.len()).fold(Selection::none(), Selection::with)

@@ -33,7 +33,8 @@ pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
 pub use upstream::BACKEND_BUFFER;
 
 use crate::net::{AcceptError, accept_error};
-use crate::server::{Service, ShutdownMode};
+use crate::server::Service;
+pub use crate::server::ShutdownMode;
 use session::{Cx, Session};
 use timers::{Target, Timers, Tokens};
 
@@ -177,7 +178,9 @@ impl<H: Hooks> Proxy<H> {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Applies every deadline due at `now`.
+    /// Applies every deadline due at `now`. Call it once
+    /// [`next_deadline`](Self::next_deadline) has passed (poll timeouts are
+    /// in milliseconds: round up); calling it more often is harmless.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
