@@ -3,8 +3,9 @@
 //! Every client request goes to the **master** (production) backend, whose
 //! response streams straight back to the client. Selected requests are also
 //! replayed to **shadow** backends (new code); their responses are captured,
-//! never sent to the client, and compared with the master's. A shadow may be
-//! down, slow, broken or hostile: the client must not notice.
+//! never sent to the client, and handed to [`proxy::Hooks::backends_finished`]
+//! with the master's. A shadow may be down, slow, broken or hostile: the
+//! client must not notice.
 //!
 //! This page is the living picture of the design.
 //!
@@ -13,33 +14,71 @@
 //! One direction of imports: the upper layers use the lower ones.
 //!
 //! ```text
-//! main.rs (CLI)      flags -> config; env_logger; runs the loop; signals
-//! proxy/ route/      (coming) mio event loop, sessions, splice, the TCP router
+//! main.rs, cli       flags -> Config + shadow policy; env_logger; signals
+//! server             a Poll + stop Waker running Services (the proxy, later the router)
+//! proxy/ (mio)       Proxy: listener, slab of sessions, tokens, deadlines
+//!                    session: one client connection, one exchange at a time
+//!                    upstream: one backend connection and its capture
+//!                    hooks: select / munge / backends_finished
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
+//! buffer, net        fixed buffers with cursors; io results folded into one enum
 //! ```
 //!
-//! [`http`] never imports mio or `std::net`: bytes in, decisions out, so the
-//! proxy, the tests and `cargo fuzz` drive the same code.
+//! [`http`] never imports mio or `std::net`; [`proxy`] never parses bytes
+//! itself. The proxy, the tests and `cargo fuzz` drive the same parser.
 //!
-//! ## Parsing a request
+//! ## Life of one request
 //!
-//! Bytes are appended to a buffer as they arrive. [`http::RequestHead::parse`]
-//! looks for the end of the head in the new bytes only (memchr for LF, checking
-//! the CR before it, so a bare LF is rejected on the way and a `\r\n\r\n` split
-//! across reads is found); once the head is complete it is parsed once by
-//! httparse and validated: framing (Content-Length, Transfer-Encoding), Host,
-//! target form, version. The result is a set of offsets into the caller's
-//! buffer, with no allocation per field. Anything ambiguous is rejected with
-//! the status code to answer ([`http::Error::status`]) and nothing of it is
-//! forwarded.
+//! 1. The client socket is readable: bytes are read (until WouldBlock, or the
+//!    fixed client buffer is full) and [`http::RequestHead::parse`] looks for
+//!    the end of the head in the new bytes only (one `memmem` for LF CRLF).
+//!    The complete head is parsed once by httparse and validated (framing,
+//!    Host, target form, version, bare CR/LF, ...); a bad one is answered
+//!    with its status (400, 414, 431, 501, 505) and the connection closed,
+//!    nothing forwarded.
+//! 2. [`proxy::Hooks::select_backends`] picks the backends, for every request.
+//!    Each gets its own [`http::HeadRewrite`] (backend header rules, then
+//!    [`proxy::Hooks::munge_request`]) and its head re-serialized: hop-by-hop
+//!    fields dropped, `Connection: keep-alive` for a master-only request,
+//!    `Connection: close` when shadowed (Kage's rule).
+//! 3. The master (reused if its connection was kept alive) gets the head, then
+//!    body bytes straight from the client buffer as the [`http::BodyDecoder`]
+//!    vouches for them. Shadows get a copy of head and body in their own
+//!    buffer, up to a cap; past it that shadow is dropped for the request.
+//! 4. The master's response head is parsed (framing depends on the request
+//!    method), rewritten and queued for the client; body bytes are spliced
+//!    from the master's read buffer to the client as they arrive. A full
+//!    buffer is backpressure: the master is not read while the client is slow.
+//! 5. Shadow responses are read, framed and captured, never written anywhere.
+//! 6. When every selected backend is done (complete, failed, timed out),
+//!    [`proxy::Hooks::backends_finished`] gets an [`proxy::Exchange`] with a
+//!    [`proxy::BackendReport`] per backend. A master-only request on a
+//!    keep-alive connection then waits for the next request (pipelined bytes
+//!    are already buffered); a shadowed one has closed the client connection
+//!    as soon as the master's response was flushed, without waiting for the
+//!    shadows.
 //!
-//! The body then follows its [`http::Framing`] through a
-//! [`http::BodyDecoder`], which reports which input bytes are data and where
-//! the message ends, so bytes can be forwarded unchanged.
+//! Upgrades (101) and CONNECT go to the master alone and become a raw
+//! two-way splice with half-close. Master failures before its response head
+//! become 502 (504 on timeout); after it, the client connection is closed,
+//! never padded.
 //!
-//! Heads are re-serialized per destination with [`http::write_request`]:
-//! hop-by-hop fields dropped, the proxy's own Connection field, per-backend
-//! edits ([`http::HeadRewrite`]).
+//! ## Event loop rules
+//!
+//! Each socket is registered once (readable and writable, edge-triggered);
+//! readiness is cached per socket and cleared only by WouldBlock; a session's
+//! `pump` makes every move its readiness and buffers allow, within an
+//! iteration budget. Deadlines (client, per backend) live in a heap with
+//! about one entry per session. Every limit is a named constant
+//! ([`http::limits`], [`proxy`] constants).
+//!
+//! ## Embedding
+//!
+//! A [`proxy::Proxy`] registers on the host's `mio::Registry` within a token
+//! range the host chooses, handles the events the host passes it
+//! ([`proxy::Proxy::handle_event`] returns false for other tokens) and tells
+//! the host its next deadline. `examples/embed.rs` shows a host with its own
+//! protocol; [`server::Server`] is a ready-made host.
 //!
 //! ## Fuzzing
 //!

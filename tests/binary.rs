@@ -285,3 +285,38 @@ fn usage_errors_exit_two_and_name_the_flag() {
         "bind errors name the flag"
     );
 }
+
+#[test]
+fn failed_backend_exchanges_are_logged() {
+    let master = TestBackend::ok("fine");
+    let dead = closed_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--master", &master.addr.to_string(), "--shadow", &format!("new={dead}")])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = {
+        // The first log line names the listen address.
+        let mut err = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\n") {
+            err.read_exact(&mut byte).unwrap();
+            seen.push(byte[0]);
+        }
+        let line = String::from_utf8_lossy(&seen).into_owned();
+        child.stderr = Some(err);
+        let at = line.find("listening on ").expect(&line) + "listening on ".len();
+        line[at..].split(';').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(roundtrip(addr, GET).status, 200);
+    thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let _ = child.wait();
+    assert!(log.contains("shadow new GET /hello: refused"), "{log}");
+}

@@ -469,3 +469,67 @@ fn graceful_shutdown_finishes_in_flight_exchanges() {
     assert!(took >= ms(200), "stopped before the exchange finished: {took:?}");
     assert!(std::net::TcpStream::connect(addr).is_err(), "no longer accepting");
 }
+
+#[test]
+fn client_half_close_still_gets_the_response() {
+    let master = TestBackend::ok("still here");
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(GET);
+    c.shutdown_write();
+    let r = c.get();
+    assert_eq!(r.body_str(), "still here");
+    assert!(
+        c.is_closed(),
+        "closed after the response once the client said it is done"
+    );
+}
+
+#[test]
+fn connect_becomes_a_tunnel_with_the_master() {
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 2048];
+        let _ = conn.read(&mut buf);
+        conn.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").unwrap();
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = conn.read(&mut chunk) {
+            if n == 0 || conn.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n");
+    let r = c
+        .response(RequestContext {
+            method: Method::Connect,
+            upgrade: false,
+        })
+        .unwrap();
+    assert_eq!(r.status, 200);
+    c.send(b"\x00\x01binary\xff");
+    let mut got = [0u8; 9];
+    c.conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"\x00\x01binary\xff");
+}
+
+#[test]
+fn max_connections_makes_new_clients_wait() {
+    let master = TestBackend::ok("ok");
+    let proxy = ProxySpec::new(master.addr, &[])
+        .tweak(|c| c.max_connections = 1)
+        .start();
+    let mut first = Client::connect(proxy.addr);
+    first.send(GET);
+    assert_eq!(first.get().status, 200);
+    // The first connection is still open (keep-alive): the second waits.
+    let mut second = Client::connect(proxy.addr);
+    second.send(GET);
+    second.conn.set_read_timeout(Some(ms(300))).unwrap();
+    let mut b = [0u8; 1];
+    assert!(second.conn.read(&mut b).is_err(), "served beyond max_connections");
+    drop(first);
+    second.conn.set_read_timeout(Some(QUICK)).unwrap();
+    assert_eq!(second.get().status, 200, "served once a slot is free");
+}

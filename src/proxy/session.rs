@@ -29,7 +29,7 @@ use crate::net::{self, Failure, Io};
 /// Client bytes buffered: a maximal head plus room for body bytes.
 pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;
 
-/// Most passes of one [`Session::pump`]; past it the session is closed and
+/// Most passes of one session pump (one wake-up); past it the session is closed and
 /// logged (a loop that never settles is a bug, not traffic).
 pub const PUMP_BUDGET: usize = 4096;
 
