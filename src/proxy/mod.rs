@@ -205,18 +205,7 @@ impl<H: Hooks> Proxy<H> {
                 s.scheduled = None;
             }
             if s.deadline(&self.cfg).is_some_and(|d| d <= now) {
-                let tokens = self.tokens.unwrap_or(Tokens::new(0, 0, 0));
-                let mut cx = Cx {
-                    cfg: &self.cfg,
-                    hooks: &mut self.hooks,
-                    registry,
-                    tokens,
-                    slot,
-                    now,
-                    next_id: &mut self.next_id,
-                    draining: self.draining,
-                };
-                s.on_timeout(&mut cx);
+                self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
             }
             self.after_pump(registry, slot, now);
         }
@@ -288,6 +277,18 @@ impl<H: Hooks> Proxy<H> {
     }
 
     fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
+        self.with_session(registry, slot, now, |s, cx| s.pump(cx));
+        self.after_pump(registry, slot, now);
+    }
+
+    /// Runs `f` on session `slot` with the context sessions work in.
+    fn with_session(
+        &mut self,
+        registry: &Registry,
+        slot: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Session, &mut Cx<'_, H>),
+    ) {
         let Some(tokens) = self.tokens else { return };
         let Some(s) = self.sessions.get_mut(slot) else { return };
         let mut cx = Cx {
@@ -300,8 +301,7 @@ impl<H: Hooks> Proxy<H> {
             next_id: &mut self.next_id,
             draining: self.draining,
         };
-        s.pump(&mut cx);
-        self.after_pump(registry, slot, now);
+        f(s, &mut cx);
     }
 
     /// Drops a finished session, or makes sure its next deadline is scheduled.
