@@ -67,6 +67,21 @@ pub fn write(sock: &mut impl Write, data: &[u8]) -> Io {
     }
 }
 
+/// Writes once from two slices with one `writev` (retrying on EINTR). At
+/// least one must not be empty.
+pub fn write2(sock: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
+    let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
+    loop {
+        match sock.write_vectored(&bufs) {
+            Ok(0) => return Io::Closed,
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
+            Err(e) => return Io::Failed(Failure::of(&e)),
+        }
+    }
+}
+
 /// Whether a non-blocking connect finished: `Some(Ok)` connected,
 /// `Some(Err)` failed, `None` still under way.
 pub fn connect_result(sock: &mio::net::TcpStream) -> Option<Result<(), Failure>> {

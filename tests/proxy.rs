@@ -533,3 +533,51 @@ fn max_connections_makes_new_clients_wait() {
     second.conn.set_read_timeout(Some(QUICK)).unwrap();
     assert_eq!(second.get().status, 200, "served once a slot is free");
 }
+
+#[test]
+fn a_master_still_taking_the_upload_is_not_idle() {
+    // 48 MiB read at about 25 MiB/s: about 2 s of upload, far more than the
+    // kernel buffers hold, against a 1 s idle timeout that only write
+    // progress keeps from firing.
+    const SIZE: usize = 48 << 20;
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut head = Vec::new();
+        let mut body = 0usize;
+        while body < SIZE {
+            let n = conn.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            match head.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(_) => body += n,
+                None => {
+                    head.extend_from_slice(&buf[..n]);
+                    if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        body = head.len() - at - 4;
+                    }
+                }
+            }
+            thread::sleep(ms(10));
+        }
+        let _ = conn.write_all(&ok_response("got it"));
+    });
+    let proxy = ProxySpec::new(master.addr, &[])
+        .tweak(|c| c.backends[0].timeout = ms(1000))
+        .start();
+    let mut c = Client::connect(proxy.addr);
+    let head = format!("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n");
+    c.send(head.as_bytes());
+    let writer = {
+        let mut conn = c.conn.try_clone().unwrap();
+        thread::spawn(move || conn.write_all(&vec![b'u'; SIZE]))
+    };
+    let t = Instant::now();
+    let r = c.get();
+    writer.join().unwrap().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "got it"));
+    assert!(
+        t.elapsed() > Duration::from_millis(1200),
+        "the upload was meant to outlast the timeout"
+    );
+}

@@ -214,29 +214,38 @@ impl Session {
             let Some(client) = self.client.as_mut() else {
                 return progress;
             };
-            let result = if self.cout_pos < self.cout.len() {
-                let r = net::write(client, &self.cout[self.cout_pos..]);
-                if let Io::Done(n) = r {
-                    self.cout_pos += n;
-                    if self.cout_pos == self.cout.len() {
+            // What is owed, in order: proxy-written bytes (heads, answers),
+            // then body bytes spliced from the direct master's buffer.
+            let head = &self.cout[self.cout_pos.min(self.cout.len())..];
+            let up = self.direct.and_then(|m| self.ups.get_mut(m)).filter(|u| u.splice > 0);
+            let body: &[u8] = match up.as_deref() {
+                Some(u) => u.inb.as_ref().map_or(&[], |inb| &inb.data()[..u.splice.min(inb.len())]),
+                None => &[],
+            };
+            if head.is_empty() && body.is_empty() {
+                break;
+            }
+            // Head and body in one syscall when both are waiting.
+            let result = if body.is_empty() {
+                net::write(client, head)
+            } else {
+                net::write2(client, head, body)
+            };
+            match result {
+                Io::Done(n) => {
+                    let from_head = n.min(head.len());
+                    self.cout_pos += from_head;
+                    if self.cout_pos >= self.cout.len() {
                         self.cout.clear();
                         self.cout_pos = 0;
                     }
-                }
-                r
-            } else if let Some(up) = self.direct.and_then(|m| self.ups.get_mut(m)).filter(|u| u.splice > 0) {
-                let Some(inb) = up.inb.as_mut() else { break };
-                let r = net::write(client, &inb.data()[..up.splice]);
-                if let Io::Done(n) = r {
-                    inb.consume(n);
-                    up.splice -= n;
-                }
-                r
-            } else {
-                break;
-            };
-            match result {
-                Io::Done(_) => {
+                    if let Some(up) = up {
+                        let from_body = n - from_head;
+                        if let Some(inb) = up.inb.as_mut() {
+                            inb.consume(from_body);
+                        }
+                        up.splice -= from_body;
+                    }
                     progress = true;
                     self.last_client_io = cx.now;
                 }
@@ -331,6 +340,11 @@ impl Session {
         self.client_done = false;
         let multi = selection.len() > 1;
         let capture = multi || self.direct.is_none();
+        // Set before dispatching: a backend failing at once may answer the
+        // client (and move to Closing) right away.
+        self.req_body = BodyDecoder::new(self.req.framing());
+        self.fwd = 0;
+        self.phase = Phase::Exchange;
         let mut failed = Vec::new();
         for b in selection.iter() {
             let backend = &backends[b];
@@ -367,14 +381,11 @@ impl Session {
                 failed.push((b, outcome_of(f)));
             }
         }
-        for (b, outcome) in failed {
-            self.fail(cx, b, outcome);
-        }
-        self.req_body = BodyDecoder::new(self.req.framing());
-        self.fwd = 0;
-        self.phase = Phase::Exchange;
         if self.req_body.is_done() {
             self.copies_complete();
+        }
+        for (b, outcome) in failed {
+            self.fail(cx, b, outcome);
         }
         debug!(
             "{}: exchange {} {} {} to {} backend(s)",
@@ -497,6 +508,10 @@ impl Session {
                     return true;
                 }
             }
+        }
+        if progress {
+            // A backend taking request bytes is not idle.
+            self.ups[b].last_io = cx.now;
         }
         if self.phase == Phase::Tunnel && direct {
             return self.drive_tunnel(cx, b) || progress;
