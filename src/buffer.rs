@@ -108,3 +108,63 @@ mod tests {
         assert_eq!(b.space().len(), 8);
     }
 }
+
+/// Most buffers a [`BufferPool`] keeps for reuse (bounds idle memory).
+pub const MAX_POOLED_BUFFERS: usize = 64;
+
+/// Buffers of closed connections, kept for new ones: a fresh buffer costs a
+/// zeroed allocation of its whole capacity, a pooled one nothing.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Vec<Buffer>,
+}
+
+impl BufferPool {
+    /// An empty buffer of `capacity` bytes, reused when one is pooled.
+    pub fn take(&mut self, capacity: usize) -> Buffer {
+        match self.free.iter().rposition(|b| b.capacity() == capacity) {
+            Some(i) => self.free.swap_remove(i),
+            None => Buffer::new(capacity),
+        }
+    }
+
+    /// Keeps `buffer` for reuse, emptied, unless the pool is full.
+    pub fn give(&mut self, mut buffer: Buffer) {
+        if self.free.len() < MAX_POOLED_BUFFERS {
+            buffer.clear();
+            self.free.push(buffer);
+        }
+    }
+
+    /// Buffers kept now.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// True when none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn reuses_by_capacity_and_stays_bounded() {
+        let mut pool = BufferPool::default();
+        let mut a = pool.take(16);
+        a.push(b"dirty");
+        pool.give(a);
+        let b = pool.take(16);
+        assert!(b.is_empty(), "a pooled buffer comes back empty");
+        assert!(pool.is_empty());
+        pool.give(b);
+        assert_eq!(pool.take(32).capacity(), 32, "another size is made fresh");
+        for _ in 0..MAX_POOLED_BUFFERS + 5 {
+            pool.give(Buffer::new(8));
+        }
+        assert_eq!(pool.len(), MAX_POOLED_BUFFERS);
+    }
+}

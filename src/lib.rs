@@ -16,7 +16,7 @@
 //! ```text
 //! main.rs, cli       flags -> Config + shadow policy; env_logger; signals
 //! server             a Poll + stop Waker running Services (the proxy, later the router)
-//! proxy/ (mio)       Proxy: listener, slab of sessions, tokens, deadlines
+//! proxy/ (mio)       Proxy: listener, slab of sessions, tokens, deadline sweep
 //!                    session: one client connection, one exchange at a time
 //!                    upstream: one backend connection and its capture
 //!                    hooks: select / munge / backends_finished
@@ -68,9 +68,13 @@
 //! Each socket is registered once (readable and writable, edge-triggered);
 //! readiness is cached per socket and cleared only by WouldBlock; a session's
 //! `pump` makes every move its readiness and buffers allow, within an
-//! iteration budget. Deadlines (client, per backend) live in a heap with
-//! about one entry per session. Every limit is a named constant
-//! ([`http::limits`], [`proxy`] constants).
+//! iteration budget. After each pump the session's next deadline (client or
+//! backend) is folded into one "next sweep" instant; a sweep, at most every
+//! [`proxy::SWEEP_INTERVAL`], applies what is due: no allocation and no
+//! queue that grows with traffic. Buffers of closed sessions go to a bounded
+//! [`buffer::BufferPool`] for the next ones (a fresh one costs a zeroed
+//! allocation). Every limit is a named constant ([`http::limits`],
+//! [`proxy`] constants).
 //!
 //! ## Embedding
 //!

@@ -10,7 +10,7 @@ mod config;
 mod hooks;
 mod reply;
 mod session;
-mod timers;
+mod tokens;
 mod upstream;
 
 use std::io;
@@ -24,6 +24,12 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry};
 use slab::Slab;
 
+use crate::buffer::BufferPool;
+
+/// Shortest time between two sweeps of session deadlines: deadlines are
+/// applied at most this late, and a crowd of them costs one pass each time.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+
 pub use config::{
     ACCEPT_PAUSE, Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_METHODS, FAST_SHUTDOWN_GRACE, MAX_BACKENDS, Role,
@@ -36,7 +42,7 @@ use crate::net::{AcceptError, accept_error};
 use crate::server::Service;
 pub use crate::server::ShutdownMode;
 use session::{Cx, Session};
-use timers::{Target, Timers, Tokens};
+use tokens::{Target, Tokens};
 
 /// The shadow proxy: see the [module docs](self).
 pub struct Proxy<H: Hooks = DefaultHooks> {
@@ -46,13 +52,17 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     local_addr: SocketAddr,
     sessions: Slab<Session>,
     tokens: Option<Tokens>,
-    timers: Timers,
+    /// The earliest session deadline known (a sweep applies what is due).
+    next_sweep: Option<Instant>,
+    last_sweep: Instant,
+    /// Slots found due by a sweep (kept to reuse its allocation).
+    due: Vec<usize>,
     next_id: u64,
-    generation: u64,
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
     draining: bool,
     force_close_at: Option<Instant>,
+    pool: BufferPool,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -69,13 +79,15 @@ impl<H: Hooks> Proxy<H> {
             local_addr,
             sessions: Slab::new(),
             tokens: None,
-            timers: Timers::default(),
+            next_sweep: None,
+            last_sweep: Instant::now(),
+            due: Vec::new(),
             next_id: 0,
-            generation: 0,
             listener_ready: false,
             accept_paused_until: None,
             draining: false,
             force_close_at: None,
+            pool: BufferPool::default(),
         })
     }
 
@@ -165,7 +177,8 @@ impl<H: Hooks> Proxy<H> {
 
     /// The next moment [`on_timeout`](Self::on_timeout) has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next(), self.accept_paused_until, self.force_close_at]
+        let sweep = self.next_sweep.map(|at| at.max(self.last_sweep + SWEEP_INTERVAL));
+        [sweep, self.accept_paused_until, self.force_close_at]
             .into_iter()
             .flatten()
             .min()
@@ -192,23 +205,33 @@ impl<H: Hooks> Proxy<H> {
             if open > 0 {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
-            for mut s in self.sessions.drain() {
-                s.close_all(registry);
+            for s in self.sessions.drain() {
+                s.close_all(registry, &mut self.pool);
             }
         }
-        while let Some((at, slot, generation)) = self.timers.pop_due(now) {
-            let Some(s) = self.sessions.get_mut(slot) else { continue };
-            if s.generation != generation {
-                continue;
+        if self.next_sweep.is_some_and(|at| at <= now) && now >= self.last_sweep + SWEEP_INTERVAL {
+            self.sweep(registry, now);
+        }
+    }
+
+    /// Applies the deadlines due at `now` and finds the next one.
+    fn sweep(&mut self, registry: &Registry, now: Instant) {
+        self.last_sweep = now;
+        self.next_sweep = None;
+        let mut due = std::mem::take(&mut self.due);
+        for (slot, s) in self.sessions.iter() {
+            match s.deadline(&self.cfg) {
+                Some(at) if at <= now => due.push(slot),
+                Some(at) => self.next_sweep = Some(self.next_sweep.map_or(at, |n| n.min(at))),
+                None => {}
             }
-            if s.scheduled == Some(at) {
-                s.scheduled = None;
-            }
-            if s.deadline(&self.cfg).is_some_and(|d| d <= now) {
-                self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
-            }
+        }
+        for &slot in &due {
+            self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
             self.after_pump(registry, slot, now);
         }
+        due.clear();
+        self.due = due;
     }
 
     /// Stops accepting. Graceful: in-flight exchanges finish, idle and
@@ -256,9 +279,8 @@ impl<H: Hooks> Proxy<H> {
                         warn!("{peer}: cannot register the connection: {e}");
                         continue;
                     }
-                    self.generation += 1;
                     debug!("{peer}: accepted");
-                    entry.insert(Session::new(sock, peer, &self.cfg, self.generation, now));
+                    entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool));
                     self.after_pump(registry, slot, now);
                 }
                 Err(e) => match accept_error(&e) {
@@ -300,26 +322,24 @@ impl<H: Hooks> Proxy<H> {
             now,
             next_id: &mut self.next_id,
             draining: self.draining,
+            pool: &mut self.pool,
         };
         f(s, &mut cx);
     }
 
-    /// Drops a finished session, or makes sure its next deadline is scheduled.
+    /// Drops a finished session, or folds its next deadline into the sweep.
     fn after_pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
         let Some(s) = self.sessions.get_mut(slot) else { return };
         if s.is_finished() {
-            let mut s = self.sessions.remove(slot);
-            s.close_all(registry);
+            let s = self.sessions.remove(slot);
+            s.close_all(registry, &mut self.pool);
             if self.listener_ready {
                 self.accept(registry, now);
             }
             return;
         }
-        if let Some(d) = s.deadline(&self.cfg) {
-            if s.scheduled.is_none_or(|at| d < at) {
-                self.timers.schedule(d, slot, s.generation);
-                s.scheduled = Some(d);
-            }
+        if let Some(at) = s.deadline(&self.cfg) {
+            self.next_sweep = Some(self.next_sweep.map_or(at, |n| n.min(at)));
         }
     }
 }

@@ -17,9 +17,9 @@ use mio::net::TcpStream;
 use super::config::{Config, Role};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
 use super::reply;
-use super::timers::Tokens;
+use super::tokens::Tokens;
 use super::upstream::{State, Upstream};
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
@@ -56,12 +56,11 @@ pub(crate) struct Cx<'a, H> {
     pub(crate) now: Instant,
     pub(crate) next_id: &'a mut u64,
     pub(crate) draining: bool,
+    pub(crate) pool: &'a mut BufferPool,
 }
 
 /// One client connection.
 pub(crate) struct Session {
-    pub(crate) generation: u64,
-    pub(crate) scheduled: Option<Instant>,
     client: Option<TcpStream>,
     peer: SocketAddr,
     cr: bool,
@@ -92,16 +91,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(client: TcpStream, peer: SocketAddr, cfg: &Config, generation: u64, now: Instant) -> Self {
+    pub(crate) fn new(client: TcpStream, peer: SocketAddr, cfg: &Config, now: Instant, pool: &mut BufferPool) -> Self {
         Session {
-            generation,
-            scheduled: None,
             client: Some(client),
             peer,
             cr: false,
             cw: false,
             client_eof: false,
-            cin: Buffer::new(CLIENT_BUFFER),
+            cin: pool.take(CLIENT_BUFFER),
             cout: Vec::new(),
             cout_pos: 0,
             scratch: Vec::new(),
@@ -144,12 +141,17 @@ impl Session {
         self.client.is_none() && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
     }
 
-    /// Closes every socket.
-    pub(crate) fn close_all(&mut self, registry: &Registry) {
-        self.close_client(registry);
-        for up in &mut self.ups {
+    /// Closes every socket and gives the buffers back to the pool.
+    pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool) {
+        let mut s = self;
+        s.close_client(registry);
+        for up in &mut s.ups {
             up.close(registry);
+            if let Some(inb) = up.inb.take() {
+                pool.give(inb);
+            }
         }
+        pool.give(s.cin);
     }
 
     /// Makes every move readiness and buffers allow.
@@ -521,7 +523,7 @@ impl Session {
             if up.state != State::Active {
                 break;
             }
-            match up.read_in() {
+            match up.read_in(cx.pool) {
                 Ok(Some(0)) => break,
                 Ok(Some(_)) => {
                     progress = true;
@@ -556,7 +558,7 @@ impl Session {
         if up.sock.is_none() || !up.readable {
             return false;
         }
-        match up.read_in() {
+        match up.read_in(cx.pool) {
             Ok(Some(0)) => false,
             _ => {
                 debug!(
@@ -805,7 +807,7 @@ impl Session {
         let mut progress = false;
         loop {
             let up = &mut self.ups[b];
-            match up.read_in() {
+            match up.read_in(cx.pool) {
                 Ok(Some(0)) => break,
                 Ok(Some(n)) => {
                     up.splice += n;

@@ -8,7 +8,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::hooks::{BackendReport, Outcome};
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, BufferPool};
 use crate::http::{BodyDecoder, HeadStatus, RequestContext, ResponseHead};
 use crate::net::{self, Failure, Io};
 
@@ -197,11 +197,11 @@ impl Upstream {
     }
 
     /// Reads once into the response buffer. `Ok(None)` at EOF.
-    pub(crate) fn read_in(&mut self) -> Result<Option<usize>, Failure> {
+    pub(crate) fn read_in(&mut self, pool: &mut BufferPool) -> Result<Option<usize>, Failure> {
         if !self.readable {
             return Ok(Some(0));
         }
-        let inb = self.inb.get_or_insert_with(|| Buffer::new(BACKEND_BUFFER));
+        let inb = self.inb.get_or_insert_with(|| pool.take(BACKEND_BUFFER));
         let space = inb.space();
         if space.is_empty() {
             return Ok(Some(0));

@@ -1,8 +1,4 @@
-//! Token layout and session deadlines.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Instant;
+//! How the proxy's sockets map onto the token range the host gave it.
 
 use mio::Token;
 
@@ -67,35 +63,6 @@ impl Tokens {
         } else {
             Target::Backend(slot, role - 1)
         })
-    }
-}
-
-/// Deadlines of sessions, earliest first. Entries are not removed when a
-/// session's deadline moves: a popped entry is checked against the session
-/// (by generation and by its current deadline), so a session has about one
-/// entry at a time and nothing is allocated per event.
-#[derive(Debug, Default)]
-pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-}
-
-impl Timers {
-    /// Wakes session `slot` of generation `generation` at `at`.
-    pub(crate) fn schedule(&mut self, at: Instant, slot: usize, generation: u64) {
-        self.heap.push(Reverse((at, slot, generation)));
-    }
-
-    /// The earliest entry.
-    pub(crate) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
-    }
-
-    /// Takes one entry due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize, u64)> {
-        match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
-            _ => None,
-        }
     }
 }
 
