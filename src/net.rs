@@ -41,6 +41,66 @@ impl Failure {
     }
 }
 
+/// What the poller said about one socket, kept until an operation shows
+/// otherwise (sockets are registered once, edge-triggered).
+///
+/// Readiness is cleared by WouldBlock, and also by a short read or write:
+/// on Linux a TCP read that returns less than asked found the receive queue
+/// empty, and data arriving later raises a new edge (likewise a short write
+/// found the send buffer full). The one exception is a FIN that came with
+/// the data: no edge follows it, so once an event said the peer closed its
+/// side, reads go on until they return 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Reading may make progress.
+    pub readable: bool,
+    /// Writing may make progress.
+    pub writable: bool,
+    read_closed: bool,
+}
+
+impl Readiness {
+    /// What one event says.
+    pub fn of(event: &mio::event::Event) -> Readiness {
+        let error = event.is_error();
+        Readiness {
+            readable: event.is_readable() || event.is_read_closed() || error,
+            writable: event.is_writable() || event.is_write_closed() || error,
+            read_closed: event.is_read_closed() || error,
+        }
+    }
+
+    /// Adds what a new event says.
+    pub fn merge(&mut self, new: Readiness) {
+        self.readable |= new.readable;
+        self.writable |= new.writable;
+        self.read_closed |= new.read_closed;
+    }
+
+    /// Updates after a read into `room` bytes.
+    pub fn after_read(&mut self, io: Io, room: usize) {
+        match io {
+            Io::WouldBlock => self.readable = false,
+            Io::Done(n) if n < room && !self.read_closed => self.readable = false,
+            _ => {}
+        }
+    }
+
+    /// Updates after a write of `len` bytes.
+    pub fn after_write(&mut self, io: Io, len: usize) {
+        match io {
+            Io::WouldBlock => self.writable = false,
+            Io::Done(n) if n < len => self.writable = false,
+            _ => {}
+        }
+    }
+
+    /// Forgets everything (the socket is gone or replaced).
+    pub fn reset(&mut self) {
+        *self = Readiness::default();
+    }
+}
+
 /// Reads once into `buf` (retrying on EINTR). `buf` must not be empty.
 pub fn read(sock: &mut impl Read, buf: &mut [u8]) -> Io {
     loop {

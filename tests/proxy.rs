@@ -581,3 +581,28 @@ fn a_master_still_taking_the_upload_is_not_idle() {
         "the upload was meant to outlast the timeout"
     );
 }
+
+#[test]
+fn close_delimited_response_ends_at_the_backend_fin() {
+    // Head, body and FIN leave together: the proxy must still see the EOF.
+    for _ in 0..20 {
+        let master = TestBackend::start(|conn, _| {
+            let mut buf = [0u8; 2048];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
+            let _ = conn.shutdown(Shutdown::Both);
+        });
+        let proxy = ProxySpec::new(master.addr, &[]).start();
+        let mut c = Client::connect(proxy.addr);
+        c.send(GET);
+        let t = Instant::now();
+        let r = c.get();
+        assert_eq!(r.body_str(), "until the end");
+        assert!(
+            t.elapsed() < ms(500),
+            "the response waited {:?} for an EOF already sent",
+            t.elapsed()
+        );
+        assert_eq!(r.header("connection").as_deref(), Some("close"));
+    }
+}

@@ -38,7 +38,7 @@ pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, 
 pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
 pub use upstream::BACKEND_BUFFER;
 
-use crate::net::{AcceptError, accept_error};
+use crate::net::{AcceptError, Readiness, accept_error};
 use crate::server::Service;
 pub use crate::server::ShutdownMode;
 use session::{Cx, Session};
@@ -152,8 +152,7 @@ impl<H: Hooks> Proxy<H> {
             return false;
         };
         let now = Instant::now();
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        let ready = Readiness::of(event);
         match target {
             Target::Listener => {
                 self.listener_ready = true;
@@ -161,13 +160,13 @@ impl<H: Hooks> Proxy<H> {
             }
             Target::Client(slot) => {
                 if let Some(s) = self.sessions.get_mut(slot) {
-                    s.on_client_event(readable, writable);
+                    s.on_client_event(ready);
                     self.pump(registry, slot, now);
                 }
             }
             Target::Backend(slot, b) => {
                 if let Some(s) = self.sessions.get_mut(slot) {
-                    s.on_backend_event(b, readable, writable);
+                    s.on_backend_event(b, ready);
                     self.pump(registry, slot, now);
                 }
             }

@@ -24,7 +24,7 @@ use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
-use crate::net::{self, Failure, Io};
+use crate::net::{self, Failure, Io, Readiness};
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
 pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;
@@ -63,8 +63,8 @@ pub(crate) struct Cx<'a, H> {
 pub(crate) struct Session {
     client: Option<TcpStream>,
     peer: SocketAddr,
-    cr: bool,
-    cw: bool,
+    /// The client socket's readiness.
+    ready: Readiness,
     client_eof: bool,
     cin: Buffer,
     cout: Vec<u8>,
@@ -95,8 +95,7 @@ impl Session {
         Session {
             client: Some(client),
             peer,
-            cr: false,
-            cw: false,
+            ready: Readiness::default(),
             client_eof: false,
             cin: pool.take(CLIENT_BUFFER),
             cout: Vec::new(),
@@ -124,15 +123,13 @@ impl Session {
         }
     }
 
-    pub(crate) fn on_client_event(&mut self, readable: bool, writable: bool) {
-        self.cr |= readable;
-        self.cw |= writable;
+    pub(crate) fn on_client_event(&mut self, ready: Readiness) {
+        self.ready.merge(ready);
     }
 
-    pub(crate) fn on_backend_event(&mut self, backend: usize, readable: bool, writable: bool) {
+    pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness) {
         if let Some(up) = self.ups.get_mut(backend) {
-            up.readable |= readable;
-            up.writable |= writable;
+            up.ready.merge(ready);
         }
     }
 
@@ -178,7 +175,7 @@ impl Session {
     // ---- client side -------------------------------------------------
 
     fn read_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
-        if !self.cr || self.client_eof || self.phase == Phase::Closing {
+        if !self.ready.readable || self.client_eof || self.phase == Phase::Closing {
             return false;
         }
         let Some(client) = self.client.as_mut() else {
@@ -188,16 +185,16 @@ impl Session {
         if space.is_empty() {
             return false;
         }
-        match net::read(client, space) {
+        let room = space.len();
+        let io = net::read(client, space);
+        self.ready.after_read(io, room);
+        match io {
             Io::Done(n) => {
                 self.cin.fill(n);
                 self.last_client_io = cx.now;
                 true
             }
-            Io::WouldBlock => {
-                self.cr = false;
-                false
-            }
+            Io::WouldBlock => false,
             Io::Closed => {
                 self.client_eof = true;
                 true
@@ -212,7 +209,7 @@ impl Session {
 
     fn write_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         let mut progress = false;
-        while self.cw {
+        while self.ready.writable {
             let Some(client) = self.client.as_mut() else {
                 return progress;
             };
@@ -251,7 +248,7 @@ impl Session {
                     progress = true;
                     self.last_client_io = cx.now;
                 }
-                Io::WouldBlock => self.cw = false,
+                Io::WouldBlock => {}
                 Io::Closed | Io::Failed(_) => {
                     debug!("{}: client went away while being written to", self.peer);
                     self.client_gone(cx);
@@ -555,7 +552,7 @@ impl Session {
     /// means it is no longer usable.
     fn check_idle<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
         let up = &mut self.ups[b];
-        if up.sock.is_none() || !up.readable {
+        if up.sock.is_none() || !up.ready.readable {
             return false;
         }
         match up.read_in(cx.pool) {
@@ -815,7 +812,7 @@ impl Session {
                     progress = true;
                 }
                 Ok(None) => {
-                    up.readable = false;
+                    up.ready.readable = false;
                     if !self.tunnel_shut.1 {
                         self.tunnel_shut.1 = true;
                         progress = true;
@@ -942,8 +939,7 @@ impl Session {
         if let Some(mut client) = self.client.take() {
             let _ = registry.deregister(&mut client);
         }
-        self.cr = false;
-        self.cw = false;
+        self.ready.reset();
     }
 
     /// The client is gone: what only it needed stops, shadows go on.

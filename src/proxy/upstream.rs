@@ -10,7 +10,7 @@ use mio::{Interest, Registry, Token};
 use super::hooks::{BackendReport, Outcome};
 use crate::buffer::{Buffer, BufferPool};
 use crate::http::{BodyDecoder, HeadStatus, RequestContext, ResponseHead};
-use crate::net::{self, Failure, Io};
+use crate::net::{self, Failure, Io, Readiness};
 
 /// Response bytes read from a backend before the proxy stops reading it (the
 /// master's are spliced to the client from here). At least a maximal head.
@@ -34,8 +34,7 @@ pub(crate) enum State {
 pub(crate) struct Upstream {
     pub(crate) sock: Option<TcpStream>,
     pub(crate) state: State,
-    pub(crate) readable: bool,
-    pub(crate) writable: bool,
+    pub(crate) ready: Readiness,
     /// The connection came from an earlier exchange (may be stale).
     pub(crate) reused: bool,
     /// The connection may carry another request after this exchange.
@@ -68,8 +67,7 @@ impl Upstream {
         Upstream {
             sock: None,
             state: State::Idle,
-            readable: false,
-            writable: false,
+            ready: Readiness::default(),
             reused: false,
             reusable: false,
             out: Vec::new(),
@@ -125,8 +123,7 @@ impl Upstream {
         let _ = sock.set_nodelay(true);
         self.sock = Some(sock);
         self.state = State::Connecting;
-        self.readable = false;
-        self.writable = false;
+        self.ready.reset();
         self.reused = false;
         self.reusable = false;
         Ok(())
@@ -134,7 +131,7 @@ impl Upstream {
 
     /// Checks a connect under way; true when it just finished.
     pub(crate) fn poll_connect(&mut self) -> Result<bool, Failure> {
-        if self.state != State::Connecting || !(self.writable || self.readable) {
+        if self.state != State::Connecting || !(self.ready.writable || self.ready.readable) {
             return Ok(false);
         }
         let Some(sock) = self.sock.as_ref() else {
@@ -142,7 +139,7 @@ impl Upstream {
         };
         match net::connect_result(sock) {
             None => {
-                self.writable = false;
+                self.ready.writable = false;
                 Ok(false)
             }
             Some(Ok(())) => {
@@ -156,14 +153,17 @@ impl Upstream {
     /// Writes from `out`; returns bytes written, or the failure.
     pub(crate) fn write_out(&mut self) -> Result<usize, Failure> {
         let mut total = 0;
-        while self.writable && self.out_pos < self.out.len() {
+        while self.ready.writable && self.out_pos < self.out.len() {
             let Some(sock) = self.sock.as_mut() else { break };
-            match net::write(sock, &self.out[self.out_pos..]) {
+            let pending = &self.out[self.out_pos..];
+            let io = net::write(sock, pending);
+            self.ready.after_write(io, pending.len());
+            match io {
                 Io::Done(n) => {
                     self.out_pos += n;
                     total += n;
                 }
-                Io::WouldBlock => self.writable = false,
+                Io::WouldBlock => {}
                 Io::Closed => return Err(Failure::Reset),
                 Io::Failed(f) => return Err(f),
             }
@@ -179,11 +179,13 @@ impl Upstream {
     /// Writes `data` (bytes owned by someone else); returns how many went.
     pub(crate) fn write_slice(&mut self, data: &[u8]) -> Result<usize, Failure> {
         let mut total = 0;
-        while self.writable && total < data.len() {
+        while self.ready.writable && total < data.len() {
             let Some(sock) = self.sock.as_mut() else { break };
-            match net::write(sock, &data[total..]) {
+            let io = net::write(sock, &data[total..]);
+            self.ready.after_write(io, data.len() - total);
+            match io {
                 Io::Done(n) => total += n,
-                Io::WouldBlock => self.writable = false,
+                Io::WouldBlock => {}
                 Io::Closed => return Err(Failure::Reset),
                 Io::Failed(f) => return Err(f),
             }
@@ -198,7 +200,7 @@ impl Upstream {
 
     /// Reads once into the response buffer. `Ok(None)` at EOF.
     pub(crate) fn read_in(&mut self, pool: &mut BufferPool) -> Result<Option<usize>, Failure> {
-        if !self.readable {
+        if !self.ready.readable {
             return Ok(Some(0));
         }
         let inb = self.inb.get_or_insert_with(|| pool.take(BACKEND_BUFFER));
@@ -209,16 +211,16 @@ impl Upstream {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(Some(0));
         };
-        match net::read(sock, space) {
+        let room = space.len();
+        let io = net::read(sock, space);
+        self.ready.after_read(io, room);
+        match io {
             Io::Done(n) => {
                 inb.fill(n);
                 self.report.bytes += n as u64;
                 Ok(Some(n))
             }
-            Io::WouldBlock => {
-                self.readable = false;
-                Ok(Some(0))
-            }
+            Io::WouldBlock => Ok(Some(0)),
             Io::Closed => Ok(None),
             Io::Failed(f) => Err(f),
         }
@@ -293,8 +295,7 @@ impl Upstream {
         if let Some(mut sock) = self.sock.take() {
             let _ = registry.deregister(&mut sock);
         }
-        self.readable = false;
-        self.writable = false;
+        self.ready.reset();
         self.reusable = false;
         self.reused = false;
     }
