@@ -110,7 +110,7 @@ mod tests {
 }
 
 /// Most buffers a [`BufferPool`] keeps for reuse (bounds idle memory).
-pub const MAX_POOLED_BUFFERS: usize = 64;
+pub const MAX_POOLED_BUFFERS: usize = 256;
 
 /// Buffers of closed connections, kept for new ones: a fresh buffer costs a
 /// zeroed allocation of its whole capacity, a pooled one nothing.
@@ -128,9 +128,10 @@ impl BufferPool {
         }
     }
 
-    /// Keeps `buffer` for reuse, emptied, unless the pool is full.
+    /// Keeps `buffer` for reuse, emptied, unless the pool is full (or the
+    /// buffer has no capacity: a placeholder).
     pub fn give(&mut self, mut buffer: Buffer) {
-        if self.free.len() < MAX_POOLED_BUFFERS {
+        if self.free.len() < MAX_POOLED_BUFFERS && buffer.capacity() > 0 {
             buffer.clear();
             self.free.push(buffer);
         }

@@ -606,3 +606,37 @@ fn close_delimited_response_ends_at_the_backend_fin() {
         assert_eq!(r.header("connection").as_deref(), Some("close"));
     }
 }
+
+#[test]
+fn a_close_delimited_body_reaches_a_small_window_client_whole() {
+    // The master sends 64 MiB and closes; the client has a 4 KiB receive
+    // buffer. Every byte must arrive after the master connection is gone.
+    // (Meant to catch buffers released while bytes are still owed; Linux
+    // signals writability late enough that the proxy always flushes the
+    // tail in the same pass, so it does not fail without that fix.)
+    const SIZE: usize = 64 << 20;
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 2048];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let _ = conn.write_all(&vec![b'z'; SIZE]);
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&proxy.addr.into()).unwrap();
+    let mut conn: std::net::TcpStream = sock.into();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(GET).unwrap();
+    let mut got = 0;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("read failed after {got} bytes: {e}"),
+        }
+    }
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".len();
+    assert_eq!(got, head + SIZE, "every byte of the close-delimited body arrived");
+}

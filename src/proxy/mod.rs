@@ -337,6 +337,7 @@ impl<H: Hooks> Proxy<H> {
             }
             return;
         }
+        s.release_buffers(&mut self.pool);
         if let Some(at) = s.deadline(&self.cfg) {
             self.next_sweep = Some(self.next_sweep.map_or(at, |n| n.min(at)));
         }

@@ -138,6 +138,23 @@ impl Session {
         self.client.is_none() && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
     }
 
+    /// Gives back the buffers of connections that are finished while the
+    /// session lives on (a client gone while a slow shadow answers holds no
+    /// client buffer).
+    pub(crate) fn release_buffers(&mut self, pool: &mut BufferPool) {
+        if self.client.is_none() && self.cin.capacity() > 0 {
+            pool.give(std::mem::replace(&mut self.cin, Buffer::new(0)));
+        }
+        for up in &mut self.ups {
+            // Bytes still owed to the client stay where they are.
+            if up.sock.is_none() && up.splice == 0 && matches!(up.state, State::Idle | State::Done) {
+                if let Some(inb) = up.inb.take() {
+                    pool.give(inb);
+                }
+            }
+        }
+    }
+
     /// Closes every socket and gives the buffers back to the pool.
     pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool) {
         let mut s = self;
