@@ -5,24 +5,26 @@ use std::sync::LazyLock;
 use memchr::memmem::Finder;
 
 use super::error::{Error, ErrorKind, fail};
+use super::limits::{MAX_HEAD_LEN, MAX_LEADING_EMPTY_LINES, MAX_REQUEST_LINE_LEN};
 
 /// The end of a head: the last line's LF, then the empty line. Built once.
 static HEAD_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
 
 /// A line ended by a bare LF followed by another line end. Built once.
 static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
-use super::limits::{MAX_HEAD_LEN, MAX_LEADING_EMPTY_LINES, MAX_REQUEST_LINE_LEN};
 
 /// Where a head ends, found by looking at each new byte once however the
 /// bytes are split across reads: one `memmem` search for LF CRLF (the last
-/// line's end and the empty line) over the new bytes and the two before
-/// them, and, until the first line has ended, one `memchr` for its LF (for
-/// the 414 limit).
+/// line's end and the empty line) over the new bytes and the two before them.
 ///
-/// A bare LF ending the head is rejected here (LF LF, or LF CRLF without the
-/// CR before); inside the head, `Fields::collect` checks that every line
-/// before a field line ends in CRLF. Empty lines before the start line are
-/// skipped, as RFC 9112 §2.2 allows.
+/// While the end has not arrived it rejects what is already certain, in this
+/// order: a request line past [`MAX_REQUEST_LINE_LEN`] (414), a bare LF line
+/// (LF LF), a head past [`MAX_HEAD_LEN`] (431). Once the end is found, the
+/// head parser applies the same rules in the same order, so the verdict
+/// does not depend on how the bytes were split (the `differential` fuzz
+/// target checks this). Inside a complete head, `Fields::collect` checks
+/// that every line before a field line ends in CRLF. Empty lines before the
+/// start line are skipped, as RFC 9112 §2.2 allows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeadScanner {
     /// Bytes already searched.
@@ -31,7 +33,7 @@ pub(crate) struct HeadScanner {
     start: usize,
     /// The leading empty lines are behind us.
     started: bool,
-    /// The first line's LF was seen.
+    /// The first line's LF was seen (only tracked while waiting).
     first_line_done: bool,
 }
 

@@ -407,7 +407,7 @@ impl Session {
             "{}: exchange {} {} {} to {} backend(s)",
             self.peer,
             self.exchange_id,
-            String::from_utf8_lossy(request_line_method(&self.req, &self.req_bytes)),
+            String::from_utf8_lossy(self.req.method_bytes(&self.req_bytes)),
             String::from_utf8_lossy(self.req.target(&self.req_bytes)),
             selection.len()
         );
@@ -760,7 +760,7 @@ impl Session {
         if matches!(up.state, State::Done | State::Idle) {
             return;
         }
-        let method = String::from_utf8_lossy(request_line_method(&self.req, &self.req_bytes)).into_owned();
+        let method = String::from_utf8_lossy(self.req.method_bytes(&self.req_bytes)).into_owned();
         let target = String::from_utf8_lossy(self.req.target(&self.req_bytes)).into_owned();
         let line = format!(
             "{}: {} {} {method} {target}: {}",
@@ -1074,8 +1074,4 @@ fn outcome_of(f: Failure) -> Outcome {
         Failure::Refused => Outcome::Refused,
         Failure::Reset | Failure::Other => Outcome::Reset,
     }
-}
-
-fn request_line_method<'b>(req: &RequestHead, bytes: &'b [u8]) -> &'b [u8] {
-    req.method_bytes(bytes)
 }

@@ -152,45 +152,23 @@ impl Upstream {
 
     /// Writes from `out`; returns bytes written, or the failure.
     pub(crate) fn write_out(&mut self) -> Result<usize, Failure> {
-        let mut total = 0;
-        while self.ready.writable && self.out_pos < self.out.len() {
-            let Some(sock) = self.sock.as_mut() else { break };
-            let pending = &self.out[self.out_pos..];
-            let io = net::write(sock, pending);
-            self.ready.after_write(io, pending.len());
-            match io {
-                Io::Done(n) => {
-                    self.out_pos += n;
-                    total += n;
-                }
-                Io::WouldBlock => {}
-                Io::Closed => return Err(Failure::Reset),
-                Io::Failed(f) => return Err(f),
-            }
-        }
+        let n = write_ready(
+            self.sock.as_mut(),
+            &mut self.ready,
+            &self.out[self.out_pos.min(self.out.len())..],
+        )?;
+        self.out_pos += n;
         if self.out_pos == self.out.len() && self.out_complete {
             // Free what a large copy took.
             self.out.clear();
             self.out_pos = 0;
         }
-        Ok(total)
+        Ok(n)
     }
 
     /// Writes `data` (bytes owned by someone else); returns how many went.
     pub(crate) fn write_slice(&mut self, data: &[u8]) -> Result<usize, Failure> {
-        let mut total = 0;
-        while self.ready.writable && total < data.len() {
-            let Some(sock) = self.sock.as_mut() else { break };
-            let io = net::write(sock, &data[total..]);
-            self.ready.after_write(io, data.len() - total);
-            match io {
-                Io::Done(n) => total += n,
-                Io::WouldBlock => {}
-                Io::Closed => return Err(Failure::Reset),
-                Io::Failed(f) => return Err(f),
-            }
-        }
-        Ok(total)
+        write_ready(self.sock.as_mut(), &mut self.ready, data)
     }
 
     /// All request bytes that are in `out` were written.
@@ -299,6 +277,23 @@ impl Upstream {
         self.reusable = false;
         self.reused = false;
     }
+}
+
+/// Writes `data` while the socket takes it; returns how much went.
+fn write_ready(sock: Option<&mut TcpStream>, ready: &mut Readiness, data: &[u8]) -> Result<usize, Failure> {
+    let Some(sock) = sock else { return Ok(0) };
+    let mut total = 0;
+    while ready.writable && total < data.len() {
+        let io = net::write(sock, &data[total..]);
+        ready.after_write(io, data.len() - total);
+        match io {
+            Io::Done(n) => total += n,
+            Io::WouldBlock => {}
+            Io::Closed => return Err(Failure::Reset),
+            Io::Failed(f) => return Err(f),
+        }
+    }
+    Ok(total)
 }
 
 fn empty_report(backend: usize) -> BackendReport {
