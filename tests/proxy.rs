@@ -640,3 +640,41 @@ fn a_close_delimited_body_reaches_a_small_window_client_whole() {
     let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".len();
     assert_eq!(got, head + SIZE, "every byte of the close-delimited body arrived");
 }
+
+#[test]
+fn bodiless_responses_keep_the_connection_in_step() {
+    // HEAD gets a Content-Length but no body; 204 and 304 have none either.
+    // A proxy that waited for those bytes would hang or shift every later
+    // response on the connection by one.
+    let master = TestBackend::http(|req| {
+        let head = req.head_str();
+        if head.starts_with("HEAD ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec()
+        } else if head.starts_with("GET /204 ") {
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()
+        } else if head.starts_with("GET /304 ") {
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\nETag: \"e\"\r\n\r\n".to_vec()
+        } else {
+            ok_response("after")
+        }
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c
+        .response(RequestContext {
+            method: Method::Head,
+            upgrade: false,
+        })
+        .unwrap();
+    assert_eq!((r.status, r.header("content-length").as_deref()), (200, Some("1000")));
+    for path in ["/204", "/304"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.get();
+        assert_eq!(r.status, path[1..].parse::<u16>().unwrap());
+        assert!(r.body.is_empty());
+    }
+    c.send(GET);
+    assert_eq!(c.get().body_str(), "after", "the connection is still in step");
+    assert_eq!(master.seen.accepts(), 1);
+}
