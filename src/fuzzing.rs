@@ -328,3 +328,40 @@ pub fn differential(data: &[u8]) {
     assert_eq!(run(1), whole, "byte-at-a-time differs from whole");
     assert_eq!(run(selector | 2), whole, "pseudo-random split differs from whole");
 }
+
+/// Fuzz target `route_rules`: `[split seed] stream...`. Every matcher (and
+/// the ClientHello reader under the SNI ones) must, over growing prefixes of
+/// the stream, say NeedMore until it decides and then never change its mind.
+pub fn route_rules(data: &[u8]) {
+    use crate::route::{Matcher, Verdict};
+    use std::sync::LazyLock;
+    static MATCHERS: LazyLock<Vec<Matcher>> = LazyLock::new(|| {
+        let mut m = vec![
+            Matcher::Prefix(b"PING".to_vec()),
+            Matcher::HttpHost("app.example".into()),
+            Matcher::TlsSni("secure.example".into()),
+            Matcher::TlsSni("*.example".into()),
+        ];
+        m.extend(Matcher::regex("^[0-9a-f]{4}git-upload-pack /").ok());
+        m.extend(Matcher::regex("^(GET|POST) /api/[a-z]+").ok());
+        m
+    });
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let _ = crate::route::sni::server_name(stream);
+    let mut next_len = splits(seed);
+    for m in MATCHERS.iter() {
+        let last = m.verdict(stream);
+        let mut decided = false;
+        let mut cut = 0;
+        while cut < stream.len() {
+            cut = cut.saturating_add(next_len()).min(stream.len());
+            let v = m.verdict(&stream[..cut]);
+            if decided || v != Verdict::NeedMore {
+                decided = true;
+                assert_eq!(v, last, "{m:?}: a verdict at {cut} bytes changed later");
+            }
+        }
+    }
+}

@@ -16,6 +16,8 @@
 //! ```text
 //! main.rs, cli       flags -> Config + shadow policy; env_logger; signals
 //! server             a Poll + stop Waker running Services (the proxy, later the router)
+//! route/             the TCP router; so far its sans-IO decision layer:
+//!                    Router trait, Rules (prefix, regex DFA, HTTP Host, TLS SNI)
 //! proxy/ (mio)       Proxy: listener, slab of sessions, tokens, deadline sweep
 //!                    session: one client connection, one exchange at a time
 //!                    upstream: one backend connection and its capture
@@ -104,4 +106,5 @@ pub mod fuzzing;
 pub mod http;
 pub mod net;
 pub mod proxy;
+pub mod route;
 pub mod server;

@@ -13,11 +13,12 @@ use cases::{CHUNKED, REQUESTS, RESPONSES};
 /// A fuzz target by name and the function its `fuzz_target!` calls.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     ("request_stream", kage::fuzzing::request_stream),
     ("response_stream", kage::fuzzing::response_stream),
     ("chunked", kage::fuzzing::chunked),
     ("differential", kage::fuzzing::differential),
+    ("route_rules", kage::fuzzing::route_rules),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -42,6 +43,9 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     for (name, wire) in CHUNKED {
         out.push(("chunked", format!("seed-{name}"), with(&[0], wire)));
+    }
+    for (name, wire) in cases::ROUTE {
+        out.push(("route_rules", format!("seed-{name}"), with(&[3], wire)));
     }
     out
 }
@@ -126,4 +130,13 @@ fn rejection_kind_does_not_depend_on_splits() {
     let ones = kage::fuzzing::read_requests(head, || 1);
     assert_eq!(whole, ones);
     assert_eq!(whole.end, kage::fuzzing::End::Error(kage::http::ErrorKind::BareLf));
+}
+
+/// The hand-written ClientHello seed is one the SNI rules accept.
+#[test]
+fn tls_seed_is_a_valid_client_hello() {
+    use kage::route::{Matcher, Verdict};
+    let (_, hello) = cases::ROUTE.iter().find(|(n, _)| *n == "tls_sni").expect("tls seed");
+    assert_eq!(Matcher::TlsSni("secure.example".into()).verdict(hello), Verdict::Match);
+    assert_eq!(Matcher::TlsSni("*.example".into()).verdict(hello), Verdict::Match);
 }

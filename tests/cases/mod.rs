@@ -239,3 +239,14 @@ pub const CHUNKED: &[(&str, &[u8])] = &[
     ("bad_trailer", b"0\r\n X: 1\r\n\r\n"),
     ("truncated", b"ff\r\nshort"),
 ];
+
+/// First bytes of connections, for the route_rules fuzz target's seeds.
+pub const ROUTE: &[(&str, &[u8])] = &[
+    ("git", b"003egit-upload-pack /project.git\0host=example.com\0"),
+    ("http_host", b"GET / HTTP/1.1\r\nHost: app.example:8080\r\n\r\n"),
+    ("http_api", b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+    ("ping", b"PING\r\n"),
+    ("ssh", b"SSH-2.0-OpenSSH_9.2\r\n"),
+    // A TLS 1.3 ClientHello naming secure.example, as a client sends it.
+    ("tls_sni", b"\x16\x03\x01\x00\x51\x01\x00\x00\x4d\x03\x03AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\x00\x00\x02\x13\x01\x01\x00\x00\x22\x00\x00\x00\x13\x00\x11\x00\x00\x0esecure.example\x00\x2b\x00\x03\x02\x03\x04\x00\x00\x00\x00"),
+];
