@@ -5,9 +5,10 @@
 //! This first part is the decision layer, sans-IO like [`crate::http`]: the
 //! [`Router`] trait and declarative [`Rules`] (prefix, anchored regex with a
 //! DFA that says NoMatch as soon as no continuation can match, HTTP Host,
-//! TLS SNI). The event loop that drives them, `kage route` and its
-//! configuration file come next.
+//! TLS SNI), and [`config`], the `routes.toml` loader. The event loop that
+//! drives them and `kage route` come next.
 
+pub mod config;
 mod rules;
 pub mod sni;
 

@@ -42,7 +42,16 @@ impl Matcher {
         let dfa = dense::Builder::new()
             .configure(DFA::config().start_kind(StartKind::Anchored))
             .build(pattern)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                // The cause (the syntax error) is in the source chain.
+                let mut msg = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg = format!("{msg}: {s}");
+                    source = s.source();
+                }
+                msg
+            })?;
         Ok(Matcher::Regex(Box::new(dfa)))
     }
 
