@@ -13,6 +13,9 @@ use mio::{Events, Poll, Registry, Token, Waker};
 /// Events taken from the poller per wake-up.
 pub const EVENTS_PER_POLL: usize = 1024;
 
+/// How long a fast shutdown waits for connections before closing them.
+pub const FAST_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {

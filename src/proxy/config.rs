@@ -15,10 +15,6 @@ pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
 pub const MAX_BACKENDS: usize = 64;
-/// How long accepting pauses after an accept error such as EMFILE.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// How long a fast shutdown waits for connections before closing them.
-pub const FAST_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Production or new code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,7 +10,6 @@ mod config;
 mod hooks;
 mod reply;
 mod session;
-mod tokens;
 mod upstream;
 
 use std::io;
@@ -18,48 +17,41 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::event::Event;
-use mio::net::TcpListener;
 use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::buffer::BufferPool;
-
-/// Shortest time between two sweeps of session deadlines: deadlines are
-/// applied at most this late, and a crowd of them costs one pass each time.
-pub const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+pub use crate::listen::ACCEPT_PAUSE;
+use crate::listen::Acceptor;
+pub use crate::server::FAST_SHUTDOWN_GRACE;
+pub use crate::sweep::SWEEP_INTERVAL;
+use crate::sweep::Sweep;
 
 pub use config::{
-    ACCEPT_PAUSE, Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_METHODS, FAST_SHUTDOWN_GRACE, MAX_BACKENDS, Role,
+    Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHADOW_METHODS, MAX_BACKENDS, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
 pub use upstream::BACKEND_BUFFER;
 
-use crate::net::{AcceptError, Readiness, accept_error};
+use crate::net::Readiness;
 use crate::server::Service;
 pub use crate::server::ShutdownMode;
+use crate::tokens::{Target, Tokens};
 use session::{Cx, Session};
-use tokens::{Target, Tokens};
 
 /// The shadow proxy: see the [module docs](self).
 pub struct Proxy<H: Hooks = DefaultHooks> {
     cfg: Config,
     hooks: H,
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    acceptor: Acceptor,
     sessions: Slab<Session>,
     tokens: Option<Tokens>,
-    /// The earliest session deadline known (a sweep applies what is due).
-    next_sweep: Option<Instant>,
-    last_sweep: Instant,
-    /// Slots found due by a sweep (kept to reuse its allocation).
-    due: Vec<usize>,
+    sweep: Sweep,
     next_id: u64,
-    listener_ready: bool,
-    accept_paused_until: Option<Instant>,
     draining: bool,
     force_close_at: Option<Instant>,
     pool: BufferPool,
@@ -70,21 +62,15 @@ impl<H: Hooks> Proxy<H> {
     pub fn new(cfg: Config, hooks: H) -> io::Result<Self> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(cfg.listen)?;
-        let local_addr = listener.local_addr()?;
+        let acceptor = Acceptor::bind(cfg.listen)?;
         Ok(Proxy {
             cfg,
             hooks,
-            listener: Some(listener),
-            local_addr,
+            acceptor,
             sessions: Slab::new(),
             tokens: None,
-            next_sweep: None,
-            last_sweep: Instant::now(),
-            due: Vec::new(),
+            sweep: Sweep::new(Instant::now()),
             next_id: 0,
-            listener_ready: false,
-            accept_paused_until: None,
             draining: false,
             force_close_at: None,
             pool: BufferPool::default(),
@@ -93,7 +79,7 @@ impl<H: Hooks> Proxy<H> {
 
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.acceptor.local_addr()
     }
 
     /// The configuration.
@@ -138,9 +124,7 @@ impl<H: Hooks> Proxy<H> {
                 "token range too small for one connection",
             ));
         }
-        if let Some(listener) = self.listener.as_mut() {
-            registry.register(listener, layout.listener(), Interest::READABLE)?;
-        }
+        self.acceptor.register(registry, layout.listener())?;
         self.tokens = Some(layout);
         Ok(())
     }
@@ -155,7 +139,7 @@ impl<H: Hooks> Proxy<H> {
         let ready = Readiness::of(event);
         match target {
             Target::Listener => {
-                self.listener_ready = true;
+                self.acceptor.on_ready();
                 self.accept(registry, now);
             }
             Target::Client(slot) => {
@@ -176,8 +160,7 @@ impl<H: Hooks> Proxy<H> {
 
     /// The next moment [`on_timeout`](Self::on_timeout) has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let sweep = self.next_sweep.map(|at| at.max(self.last_sweep + SWEEP_INTERVAL));
-        [sweep, self.accept_paused_until, self.force_close_at]
+        [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
             .into_iter()
             .flatten()
             .min()
@@ -194,8 +177,7 @@ impl<H: Hooks> Proxy<H> {
     /// [`next_deadline`](Self::next_deadline) has passed (poll timeouts are
     /// in milliseconds: round up); calling it more often is harmless.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
-        if self.accept_paused_until.is_some_and(|t| t <= now) {
-            self.accept_paused_until = None;
+        if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
         }
         if self.force_close_at.is_some_and(|t| t <= now) {
@@ -208,43 +190,22 @@ impl<H: Hooks> Proxy<H> {
                 s.close_all(registry, &mut self.pool);
             }
         }
-        if self.next_sweep.is_some_and(|at| at <= now) && now >= self.last_sweep + SWEEP_INTERVAL {
-            self.sweep(registry, now);
-        }
-    }
-
-    /// Applies the deadlines due at `now` and finds the next one.
-    fn sweep(&mut self, registry: &Registry, now: Instant) {
-        self.last_sweep = now;
-        self.next_sweep = None;
-        let mut due = std::mem::take(&mut self.due);
-        for (slot, s) in self.sessions.iter() {
-            match s.deadline(&self.cfg) {
-                Some(at) if at <= now => due.push(slot),
-                Some(at) => self.next_sweep = Some(self.next_sweep.map_or(at, |n| n.min(at))),
-                None => {}
-            }
-        }
+        let cfg = &self.cfg;
+        let due = self
+            .sweep
+            .take_due(now, self.sessions.iter().map(|(slot, s)| (slot, s.deadline(cfg))));
         for &slot in &due {
             self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
             self.after_pump(registry, slot, now);
         }
-        due.clear();
-        self.due = due;
+        self.sweep.put_back(due);
     }
 
     /// Stops accepting. Graceful: in-flight exchanges finish, idle and
     /// finished connections close. Fast: the same, but whatever is still open
     /// after [`FAST_SHUTDOWN_GRACE`] is closed.
     pub fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = registry.deregister(&mut listener);
-            info!(
-                "stopped accepting on {}; {} connection(s) open",
-                self.local_addr,
-                self.sessions.len()
-            );
-        }
+        self.acceptor.close(registry, self.sessions.len());
         self.draining = true;
         if mode == ShutdownMode::Fast && self.force_close_at.is_none() {
             self.force_close_at = Some(now + FAST_SHUTDOWN_GRACE);
@@ -262,38 +223,20 @@ impl<H: Hooks> Proxy<H> {
 
     fn accept(&mut self, registry: &Registry, now: Instant) {
         let Some(tokens) = self.tokens else { return };
-        while self.listener_ready && self.accept_paused_until.is_none() {
-            if self.sessions.len() >= self.cfg.max_connections.min(tokens.slots()) {
-                // Resumed when a session ends.
+        // Past the cap, accepting resumes when a session ends.
+        while self.sessions.len() < self.cfg.max_connections.min(tokens.slots()) {
+            let Some((mut sock, peer)) = self.acceptor.accept(now) else {
                 return;
+            };
+            let entry = self.sessions.vacant_entry();
+            let slot = entry.key();
+            if let Err(e) = registry.register(&mut sock, tokens.client(slot), Interest::READABLE | Interest::WRITABLE) {
+                warn!("{peer}: cannot register the connection: {e}");
+                continue;
             }
-            let Some(listener) = self.listener.as_ref() else { return };
-            match listener.accept() {
-                Ok((mut sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    let entry = self.sessions.vacant_entry();
-                    let slot = entry.key();
-                    let token = tokens.client(slot);
-                    if let Err(e) = registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE) {
-                        warn!("{peer}: cannot register the connection: {e}");
-                        continue;
-                    }
-                    debug!("{peer}: accepted");
-                    entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool));
-                    self.after_pump(registry, slot, now);
-                }
-                Err(e) => match accept_error(&e) {
-                    AcceptError::WouldBlock => self.listener_ready = false,
-                    AcceptError::Retry => {}
-                    AcceptError::Pause => {
-                        warn!(
-                            "accept on {} failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}",
-                            self.local_addr
-                        );
-                        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
-                    }
-                },
-            }
+            debug!("{peer}: accepted");
+            entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool));
+            self.after_pump(registry, slot, now);
         }
     }
 
@@ -332,15 +275,13 @@ impl<H: Hooks> Proxy<H> {
         if s.is_finished() {
             let s = self.sessions.remove(slot);
             s.close_all(registry, &mut self.pool);
-            if self.listener_ready {
+            if self.acceptor.may_accept() {
                 self.accept(registry, now);
             }
             return;
         }
         s.release_buffers(&mut self.pool);
-        if let Some(at) = s.deadline(&self.cfg) {
-            self.next_sweep = Some(self.next_sweep.map_or(at, |n| n.min(at)));
-        }
+        self.sweep.note(s.deadline(&self.cfg));
     }
 }
 

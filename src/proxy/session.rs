@@ -17,7 +17,6 @@ use mio::net::TcpStream;
 use super::config::{Config, Role};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
 use super::reply;
-use super::tokens::Tokens;
 use super::upstream::{State, Upstream};
 use crate::buffer::{Buffer, BufferPool};
 use crate::http::{
@@ -25,6 +24,7 @@ use crate::http::{
     limits, write_request, write_response,
 };
 use crate::net::{self, Failure, Io, Readiness};
+use crate::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
 pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;

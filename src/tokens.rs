@@ -1,10 +1,11 @@
-//! How the proxy's sockets map onto the token range the host gave it.
+//! How a service's sockets map onto the token range the host gave it
+//! (shared by the proxy and the router).
 
 use mio::Token;
 
-/// How the proxy's sockets map onto the token range the host gave it:
+/// How a service's sockets map onto the token range the host gave it:
 /// `start` is the listener, then each session slot takes `per_session`
-/// tokens (its client, then one per backend).
+/// tokens (its client, then one per backend: the router has one).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tokens {
     start: usize,
