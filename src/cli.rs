@@ -1,24 +1,32 @@
-//! The `kage` command line: flags to a [`Config`] and a shadow policy.
+//! The `kage` command line: flags to a [`Config`] and a shadow policy, or
+//! `kage route` with its `routes.toml`.
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, Role};
+use crate::route::{Rules, Settings, config as route_config};
 
 /// The help text.
 pub const HELP: &str = "\
-kage: an HTTP/1 shadow proxy
+kage: an HTTP/1 shadow proxy and content-aware TCP router
 
 Every request goes to the master, whose response goes back to the client.
 Selected requests are also sent to the shadows; their responses are read and
 dropped (comparison comes in a later version), never sent to the client.
 A request sent to shadows is answered with Connection: close.
 
+`kage route` is a TCP router: it reads the first bytes of each connection,
+picks a backend by the rules of a routes.toml (prefix, regex, HTTP Host,
+TLS SNI, default), replays those bytes and splices both ways.
+
 USAGE:
     kage --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
          [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
+    kage route --config FILE [--listen ADDR] [--max-connections N]
 
 OPTIONS:
     -l, --listen ADDR             Address to listen on, e.g. 127.0.0.1:8080
@@ -38,7 +46,44 @@ OPTIONS:
     -h, --help                    Print this help and exit
     -V, --version                 Print the version and exit
 
+ROUTE OPTIONS:
+    -c, --config FILE             The rules and timeouts (routes.toml, below)
+    -l, --listen ADDR             Address to listen on [default: listen in FILE]
+        --max-connections N       Client connections at once [default: 4096]
+
 DUR is a number with a unit: 500ms, 2s, 1m, 1h.
+
+ROUTES.TOML:
+    listen = \"127.0.0.1:7000\"        # --listen overrides
+    connect_timeout = \"2s\"           # per address, then the next one
+    inactivity_timeout = \"5m\"        # no byte either way: close
+    peek_timeout = \"1s\"              # no decision: the default rule
+    max_peek = 16384                 # bytes without a decision: the default rule
+
+    [[rule]]                         # tried in order; the first match wins
+    name = \"git\"
+    regex = '^[0-9a-f]{4}git-upload-pack /'   # anchored at the first byte
+    to = [\"10.0.0.5:9418\", \"10.0.0.6:9418\"]   # failover order
+
+    [[rule]]
+    name = \"web\"
+    http_host = \"app.example\"        # Host of an HTTP/1 request head
+    to = [\"127.0.0.1:8080\"]
+
+    [[rule]]
+    name = \"tls\"
+    tls_sni = \"*.example\"            # server_name of a TLS ClientHello
+    to = [\"127.0.0.1:8443\"]
+
+    [[rule]]
+    name = \"ping\"
+    prefix = \"PING\"                  # literal bytes at the start
+    reply = \"PONG\\r\\n\"               # send this and close
+
+    [[rule]]
+    name = \"fallback\"
+    default = true                   # no rule matched, or the peek gave up
+    to = [\"127.0.0.1:9000\"]
 
 SIGNALS:
     QUIT        Graceful: stop accepting, finish in-flight exchanges, exit 0
@@ -59,6 +104,19 @@ pub enum Command {
     Version,
     /// Run the proxy.
     Proxy(ProxyArgs),
+    /// Run the router.
+    Route(RouteArgs),
+}
+
+/// A checked `kage route` invocation, its file loaded.
+#[derive(Debug)]
+pub struct RouteArgs {
+    /// Listen address, limits and timeouts.
+    pub settings: Settings,
+    /// The rules.
+    pub rules: Rules,
+    /// The configuration file.
+    pub config: PathBuf,
 }
 
 /// Which methods shadows get.
@@ -94,6 +152,60 @@ pub struct ProxyArgs {
 /// Parses the arguments (without the program name). The error names the
 /// flag and says what was expected.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "route") {
+        args.next();
+        return parse_route(args);
+    }
+    parse_proxy(args)
+}
+
+fn parse_route(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut listen = None;
+    let mut file = None;
+    let mut max_connections = None;
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('l') | Long("listen") => {
+                let v = value(&mut p, "--listen")?;
+                listen = Some(resolve(&v).map_err(|e| format!("--listen {v}: {e}"))?);
+            }
+            Short('c') | Long("config") => file = Some(PathBuf::from(value(&mut p, "--config")?)),
+            Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
+            Value(v) => {
+                return Err(format!(
+                    "unexpected argument {:?}; kage route takes only flags",
+                    v.to_string_lossy()
+                ));
+            }
+            other => return Err(format!("{} (kage route)", other.unexpected())),
+        }
+    }
+    let file = file.ok_or("kage route needs --config FILE (a routes.toml)")?;
+    let loaded = route_config::load(&file)?;
+    let listen = listen.or(loaded.listen).ok_or_else(|| {
+        format!(
+            "{}: no listen address: set listen = \"HOST:PORT\" there or give --listen ADDR",
+            file.display()
+        )
+    })?;
+    let mut settings = loaded.settings(listen);
+    if let Some(n) = max_connections {
+        settings.max_connections = n;
+    }
+    settings.validate().map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Command::Route(RouteArgs {
+        settings,
+        rules: loaded.rules,
+        config: file,
+    }))
+}
+
+fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
     let mut listen = None;
@@ -144,15 +256,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     .filter(|s| (0.0..=100.0).contains(s))
                     .ok_or_else(|| format!("--sample {v}: expected a percentage from 0 to 100"))?;
             }
-            Long("max-connections") => {
-                let v = value(&mut p, "--max-connections")?;
-                let n = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| format!("--max-connections {v}: expected a whole number of at least 1"))?;
-                max_connections = Some(n);
-            }
+            Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
             Value(v) => {
                 return Err(format!(
                     "unexpected argument {:?}; every option is a flag",
@@ -192,6 +296,14 @@ fn value(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
     let v = p.value().map_err(|_| format!("{flag} needs a value"))?;
     v.into_string()
         .map_err(|_| format!("{flag}: the value is not valid UTF-8"))
+}
+
+fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, String> {
+    let v = value(p, "--max-connections")?;
+    v.parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("--max-connections {v}: expected a whole number of at least 1"))
 }
 
 fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {

@@ -4,8 +4,9 @@ use std::io;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kage::cli::{self, Command, ProxyArgs, ShadowMethods};
+use kage::cli::{self, Command, ProxyArgs, RouteArgs, ShadowMethods};
 use kage::proxy::{Backend, Hooks, Proxy, Request, Role, Selection};
+use kage::route::Relay;
 use kage::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{error, info};
 use mio::event::Event;
@@ -29,15 +30,57 @@ fn main() -> ExitCode {
             println!("kage {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Proxy(args)) => match run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!("{e}");
-                eprintln!("kage: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Ok(Command::Proxy(args)) => exit(run(args)),
+        Ok(Command::Route(args)) => exit(route(args)),
     }
+}
+
+fn exit(result: io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("kage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn route(args: RouteArgs) -> io::Result<()> {
+    let listen = args.settings.listen;
+    let mut server = Server::new()?;
+    let mut relay = Relay::new(args.settings, args.rules).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {listen} (--listen or listen in {}): {e}",
+                args.config.display()
+            ),
+        )
+    })?;
+    let names: Vec<&str> = relay.router().rules.iter().map(|r| r.name.as_str()).collect();
+    info!(
+        "routing on {} with rules [{}]{}",
+        relay.local_addr(),
+        names.join(", "),
+        if relay.router().default.is_some() {
+            " and a default"
+        } else {
+            ""
+        }
+    );
+    let mut signals = signal_service(&server)?;
+    server.run(&mut [&mut signals, &mut relay], 1)?;
+    info!("stopped");
+    Ok(())
+}
+
+fn signal_service(server: &Server) -> io::Result<SignalService> {
+    Ok(SignalService {
+        signals: Signals::new([SIGQUIT, SIGTERM, SIGINT])?,
+        token: None,
+        stop: server.stop_handle(),
+    })
 }
 
 fn run(args: ProxyArgs) -> io::Result<()> {
@@ -57,11 +100,7 @@ fn run(args: ProxyArgs) -> io::Result<()> {
         .map(|b| format!("{} {}={}", b.role.as_str(), b.name, b.addr))
         .collect();
     info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
-    let mut signals = SignalService {
-        signals: Signals::new([SIGQUIT, SIGTERM, SIGINT])?,
-        token: None,
-        stop: server.stop_handle(),
-    };
+    let mut signals = signal_service(&server)?;
     server.run(&mut [&mut signals, &mut proxy], 1)?;
     info!("stopped");
     Ok(())

@@ -1,4 +1,4 @@
-//! A ready-made host for the proxy (and, later, the router): owns a
+//! A ready-made host for the proxy and the router: owns a
 //! [`Poll`], runs until told to stop through a [`StopHandle`].
 
 use std::io;
@@ -110,7 +110,16 @@ impl Server {
         let mut stopping = RUN;
         loop {
             let deadline = services.iter().filter_map(|s| s.next_deadline()).min();
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(500));
+            // Past deadlines mean "poll without waiting"; future ones get half a
+            // millisecond more so that a millisecond timeout does not wake early.
+            let timeout = deadline.map(|d| {
+                let now = Instant::now();
+                if d <= now {
+                    Duration::ZERO
+                } else {
+                    d - now + Duration::from_micros(500)
+                }
+            });
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);

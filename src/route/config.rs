@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Action, Matcher, Rule, Rules};
+use super::{Action, Matcher, Rule, Rules, Settings};
 use crate::cli::{parse_duration, resolve};
 
 /// Default `connect_timeout`.
@@ -37,6 +37,20 @@ pub struct RouteConfig {
     pub max_peek: usize,
     /// The rules and the default.
     pub rules: Rules,
+}
+
+impl RouteConfig {
+    /// The relay settings, listening on `listen` (the file's `listen` when
+    /// the command line gave none).
+    pub fn settings(&self, listen: SocketAddr) -> Settings {
+        Settings {
+            connect_timeout: self.connect_timeout,
+            inactivity_timeout: self.inactivity_timeout,
+            peek_timeout: self.peek_timeout,
+            max_peek: self.max_peek,
+            ..Settings::new(listen)
+        }
+    }
 }
 
 #[derive(Deserialize)]

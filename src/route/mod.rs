@@ -2,18 +2,34 @@
 //! connection's first bytes, decide where it goes, replay them, then splice
 //! both ways.
 //!
-//! This first part is the decision layer, sans-IO like [`crate::http`]: the
-//! [`Router`] trait and declarative [`Rules`] (prefix, anchored regex with a
-//! DFA that says NoMatch as soon as no continuation can match, HTTP Host,
-//! TLS SNI), and [`config`], the `routes.toml` loader. The event loop that
-//! drives them and `kage route` come next.
+//! - [`Router`]: the decision, asked with the bytes buffered so far (once on
+//!   accept with none, then each time bytes arrive), plus callbacks when the
+//!   peek gives up, every address refused, or a spliced connection idles.
+//! - [`Rules`]: the declarative router of `routes.toml` ([`config`]): prefix,
+//!   anchored regex on a DFA that says NoMatch as soon as no continuation can
+//!   match, HTTP Host, TLS SNI ([`sni`]), and a default. Sans-IO, like
+//!   [`crate::http`].
+//! - [`Relay`]: the event loop part, built from the same pieces as the
+//!   proxy (listener, token layout, deadline sweep, buffer pool, cached
+//!   readiness). Per connection: peek into a buffer of at least `max_peek`
+//!   bytes; connect to the decision's addresses in order (the next on refusal
+//!   or after `connect_timeout`); send the peeked bytes (or the replacement);
+//!   then splice through two fixed buffers. A full buffer stops reads from
+//!   its source (backpressure); an end read on one side is passed on as
+//!   `shutdown(Write)` on the other once its bytes are delivered, and the
+//!   pair closes when both ends were passed on. A busy connection yields
+//!   after [`SPLICE_PASSES`] passes so that others are served.
 
 pub mod config;
+mod conn;
+mod relay;
 mod rules;
 pub mod sni;
 
 use std::net::SocketAddr;
 
+pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
+pub use relay::{Relay, Settings};
 pub use rules::{Action, Matcher, Rule, Rules, Verdict};
 
 /// What to do with a connection, given the bytes it has sent so far.
@@ -44,10 +60,19 @@ pub trait Router {
         Decision::Close
     }
 
-    /// Every address of a decision refused or failed to connect. The default
-    /// closes the connection; a router may return another decision.
+    /// Every address of a decision refused or failed to connect (at most
+    /// [`MAX_CONNECT_ROUNDS`] times per connection). The default closes the
+    /// connection; a router may return another decision.
     fn on_connect_error(&mut self, buffered: &[u8], peer: SocketAddr) -> Decision {
         let _ = (buffered, peer);
+        Decision::Close
+    }
+
+    /// A spliced connection moved no byte either way for the inactivity
+    /// timeout. `Wait` keeps it another period, `CloseWith` sends the bytes
+    /// to the client and closes, anything else closes (the default).
+    fn on_inactive(&mut self, peer: SocketAddr) -> Decision {
+        let _ = peer;
         Decision::Close
     }
 }

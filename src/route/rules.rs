@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use log::debug;
 use regex_automata::Anchored;
 use regex_automata::dfa::dense::{self, DFA};
 use regex_automata::dfa::{Automaton, StartKind};
@@ -199,15 +200,23 @@ impl Rules {
 }
 
 impl Router for Rules {
-    fn route(&mut self, buffered: &[u8], _peer: SocketAddr) -> Decision {
+    fn route(&mut self, buffered: &[u8], peer: SocketAddr) -> Decision {
         match self.evaluate(buffered) {
-            Ok(i) => Rules::decision(self.rules.get(i).map(|r| &r.action)),
+            Ok(i) => {
+                let rule = self.rules.get(i);
+                debug!("{peer}: rule {:?} matched", rule.map_or("", |r| r.name.as_str()));
+                Rules::decision(rule.map(|r| &r.action))
+            }
             Err(Verdict::NeedMore) => Decision::Wait,
-            Err(_) => Rules::decision(self.default.as_ref()),
+            Err(_) => {
+                debug!("{peer}: no rule matched; default");
+                Rules::decision(self.default.as_ref())
+            }
         }
     }
 
-    fn on_give_up(&mut self, _buffered: &[u8], _peer: SocketAddr) -> Decision {
+    fn on_give_up(&mut self, _buffered: &[u8], peer: SocketAddr) -> Decision {
+        debug!("{peer}: default rule (peek gave up)");
         Rules::decision(self.default.as_ref())
     }
 }

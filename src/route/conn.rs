@@ -1,0 +1,598 @@
+//! One routed connection: peek until the router decides, connect (in
+//! failover order), replay the peeked or replacement bytes, then splice both
+//! ways with backpressure and half-close.
+
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+
+use super::relay::Settings;
+use super::{Decision, Router};
+use crate::buffer::{Buffer, BufferPool};
+use crate::net::{self, Failure, Io, Readiness};
+use crate::tokens::Tokens;
+
+/// Bytes buffered in each direction while splicing (the client-to-server
+/// buffer also holds the peeked bytes: it is at least `max_peek` long).
+pub const SPLICE_BUFFER: usize = 64 * 1024;
+
+/// Passes of one connection's pump per wake-up. A connection with work left
+/// after them yields to the others and is pumped again on the next turn of
+/// the loop.
+pub const SPLICE_PASSES: usize = 16;
+
+/// After a `CloseWith` reply: how long the connection waits for the client
+/// to close, reading and dropping what it sends, so that closing with unread
+/// bytes does not reset the reply away before the client read it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Most times one connection asks the router again after every address of
+/// a decision failed (a router that keeps answering with dead addresses).
+pub const MAX_CONNECT_ROUNDS: u32 = 4;
+
+/// What a connection works with during one pump.
+pub(crate) struct Cx<'a, R> {
+    pub(crate) router: &'a mut R,
+    pub(crate) settings: &'a Settings,
+    pub(crate) registry: &'a Registry,
+    pub(crate) tokens: Tokens,
+    pub(crate) slot: usize,
+    pub(crate) now: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Reading the first bytes until the router decides.
+    Peek,
+    /// A connect to `addrs[next_addr - 1]` is under way.
+    Connecting,
+    /// Bytes flow both ways.
+    Splice,
+    /// Sending the router's reply, then waiting for the client to close.
+    Closing,
+    /// Nothing left: the connection can be dropped.
+    Done,
+}
+
+/// One socket of the pair.
+#[derive(Debug, Default)]
+struct Side {
+    sock: Option<TcpStream>,
+    ready: Readiness,
+    /// A read returned 0: the peer sends nothing more.
+    eof: bool,
+    /// We shut down our sending side.
+    shut: bool,
+}
+
+impl Side {
+    fn close(&mut self, registry: &Registry) {
+        if let Some(mut sock) = self.sock.take() {
+            let _ = registry.deregister(&mut sock);
+        }
+        *self = Side::default();
+    }
+
+    /// Reads into `buf`; `None` when there is no socket.
+    fn read(&mut self, buf: &mut [u8]) -> Option<Io> {
+        let io = net::read(self.sock.as_mut()?, buf);
+        self.ready.after_read(io, buf.len());
+        Some(io)
+    }
+
+    fn shutdown_write(&mut self) -> Result<(), Failure> {
+        self.shut = true;
+        match self.sock.as_ref().map(|s| s.shutdown(Shutdown::Write)) {
+            Some(Err(e)) => Err(Failure::of(&e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One client connection and, once routed, its server connection.
+pub(crate) struct Conn {
+    peer: SocketAddr,
+    client: Side,
+    server: Side,
+    stage: Stage,
+    /// Client to server: the peeked bytes, then the stream.
+    up: Buffer,
+    /// Server to client.
+    down: Buffer,
+    /// The router's replacement bytes, sent to the server before `up`.
+    replay: Vec<u8>,
+    replay_pos: usize,
+    /// Peeked bytes at the front of `up` that the replacement stands for.
+    replaced: usize,
+    /// The router's reply to the client (`CloseWith`).
+    reply: Vec<u8>,
+    reply_pos: usize,
+    addrs: Vec<SocketAddr>,
+    next_addr: usize,
+    rounds: u32,
+    /// The router was asked with no bytes yet.
+    asked: bool,
+    accepted: Instant,
+    /// When the stage began; while splicing, when a byte last moved.
+    since: Instant,
+    bytes_up: u64,
+    bytes_down: u64,
+    /// The last pump stopped at its budget with work left.
+    pub(crate) yielded: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        settings: &Settings,
+        now: Instant,
+        pool: &mut BufferPool,
+    ) -> Self {
+        Conn {
+            peer,
+            client: Side {
+                sock: Some(client),
+                ..Side::default()
+            },
+            server: Side::default(),
+            stage: Stage::Peek,
+            up: pool.take(up_capacity(settings)),
+            down: Buffer::new(0),
+            replay: Vec::new(),
+            replay_pos: 0,
+            replaced: 0,
+            reply: Vec::new(),
+            reply_pos: 0,
+            addrs: Vec::new(),
+            next_addr: 0,
+            rounds: 0,
+            asked: false,
+            accepted: now,
+            since: now,
+            bytes_up: 0,
+            bytes_down: 0,
+            yielded: false,
+        }
+    }
+
+    pub(crate) fn on_client_event(&mut self, ready: Readiness) {
+        self.client.ready.merge(ready);
+    }
+
+    pub(crate) fn on_server_event(&mut self, ready: Readiness) {
+        self.server.ready.merge(ready);
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// Closes both sockets and gives the buffers back.
+    pub(crate) fn close_all(mut self, registry: &Registry, pool: &mut BufferPool) {
+        self.client.close(registry);
+        self.server.close(registry);
+        pool.give(self.up);
+        pool.give(self.down);
+    }
+
+    /// Makes every move readiness and buffers allow, up to
+    /// [`SPLICE_PASSES`] passes.
+    pub(crate) fn pump<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+        self.yielded = false;
+        for _ in 0..SPLICE_PASSES {
+            let progress = match self.stage {
+                Stage::Peek => self.peek(cx, pool),
+                Stage::Connecting => self.check_connect(cx, pool),
+                Stage::Splice => self.splice(cx),
+                Stage::Closing => self.closing(cx),
+                Stage::Done => false,
+            };
+            if !progress {
+                return;
+            }
+        }
+        self.yielded = true;
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) has work.
+    pub(crate) fn deadline(&self, settings: &Settings) -> Option<Instant> {
+        Some(match self.stage {
+            Stage::Peek => self.accepted + settings.peek_timeout,
+            Stage::Connecting => self.since + settings.connect_timeout,
+            Stage::Splice => self.since + settings.inactivity_timeout,
+            Stage::Closing => self.since + CLOSE_LINGER,
+            Stage::Done => return None,
+        })
+    }
+
+    pub(crate) fn on_timeout<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+        if self.deadline(cx.settings).is_none_or(|at| at > cx.now) {
+            return;
+        }
+        let peer = self.peer;
+        match self.stage {
+            Stage::Peek => {
+                info!(
+                    "{peer}: no decision within the peek timeout ({:?}, {} bytes); giving up to the router",
+                    cx.settings.peek_timeout,
+                    self.up.len()
+                );
+                let d = cx.router.on_give_up(self.up.data(), peer);
+                self.apply(cx, pool, d, false);
+            }
+            Stage::Connecting => {
+                info!(
+                    "{peer}: connect to {} timed out after {:?}",
+                    self.target(),
+                    cx.settings.connect_timeout
+                );
+                self.try_next(cx, pool);
+            }
+            Stage::Splice => match cx.router.on_inactive(peer) {
+                Decision::Wait => self.since = cx.now,
+                Decision::CloseWith(bytes) => {
+                    info!(
+                        "{peer}: inactive for {:?}; replying and closing",
+                        cx.settings.inactivity_timeout
+                    );
+                    self.close_with(cx, bytes);
+                }
+                _ => {
+                    info!("{peer}: inactive for {:?}; closing", cx.settings.inactivity_timeout);
+                    self.finish(cx.registry);
+                }
+            },
+            Stage::Closing => self.finish(cx.registry),
+            Stage::Done => {}
+        }
+        self.pump(cx, pool);
+    }
+
+    fn target(&self) -> String {
+        match self.next_addr.checked_sub(1).and_then(|i| self.addrs.get(i)) {
+            Some(addr) => addr.to_string(),
+            None => "?".into(),
+        }
+    }
+
+    // ---- peek and decide -------------------------------------------
+
+    fn peek<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) -> bool {
+        if !self.asked {
+            // Asked once before any byte: rules that need none (a lone
+            // default) decide at once, for protocols where the server
+            // speaks first.
+            self.asked = true;
+            let d = cx.router.route(&[], self.peer);
+            self.apply(cx, pool, d, true);
+            return self.stage != Stage::Peek;
+        }
+        let max_peek = cx.settings.max_peek;
+        let room = max_peek.saturating_sub(self.up.len());
+        if !self.client.ready.readable || room == 0 {
+            return false;
+        }
+        let space = self.up.space();
+        let n = space.len().min(room);
+        let Some(io) = self.client.read(&mut space[..n]) else {
+            return false;
+        };
+        let peer = self.peer;
+        match io {
+            Io::Done(k) => {
+                self.up.fill(k);
+                let mut d = cx.router.route(self.up.data(), peer);
+                if d == Decision::Wait && self.up.len() >= max_peek {
+                    warn!("{peer}: no decision after max_peek ({max_peek} bytes); giving up to the router");
+                    d = cx.router.on_give_up(self.up.data(), peer);
+                }
+                self.apply(cx, pool, d, true);
+            }
+            Io::Closed => {
+                self.client.eof = true;
+                if self.up.is_empty() {
+                    debug!("{peer}: closed before sending anything");
+                    self.finish(cx.registry);
+                } else {
+                    debug!("{peer}: sent {} bytes and its end before a decision", self.up.len());
+                    let d = cx.router.on_give_up(self.up.data(), peer);
+                    self.apply(cx, pool, d, false);
+                }
+            }
+            Io::WouldBlock => return false,
+            Io::Failed(f) => {
+                debug!("{peer}: failed while peeking: {f:?}");
+                self.finish(cx.registry);
+            }
+        }
+        true
+    }
+
+    /// Carries out a decision. `Wait` keeps peeking when `may_wait`, else
+    /// (a give-up or connect-error callback) closes.
+    fn apply<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool, d: Decision, may_wait: bool) {
+        match d {
+            Decision::Remote(addrs) => self.connect_to(cx, pool, addrs),
+            Decision::RemoteWith(addrs, bytes) => {
+                self.replay = bytes;
+                self.replay_pos = 0;
+                self.replaced = self.up.len();
+                self.connect_to(cx, pool, addrs);
+            }
+            Decision::Wait if may_wait && !self.client.eof => {}
+            Decision::Wait | Decision::Close => {
+                debug!("{}: closed by the router", self.peer);
+                self.finish(cx.registry);
+            }
+            Decision::CloseWith(bytes) => self.close_with(cx, bytes),
+        }
+    }
+
+    fn close_with<R>(&mut self, cx: &mut Cx<'_, R>, bytes: Vec<u8>) {
+        debug!("{}: replying {} bytes and closing", self.peer, bytes.len());
+        self.server.close(cx.registry);
+        self.reply = bytes;
+        self.reply_pos = 0;
+        self.stage = Stage::Closing;
+        self.since = cx.now;
+    }
+
+    // ---- connect ----------------------------------------------------
+
+    fn connect_to<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool, addrs: Vec<SocketAddr>) {
+        self.addrs = addrs;
+        self.next_addr = 0;
+        self.try_next(cx, pool);
+    }
+
+    /// Starts a connect to the next address; when none is left, asks the
+    /// router what now.
+    fn try_next<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+        self.server.close(cx.registry);
+        let peer = self.peer;
+        while let Some(&addr) = self.addrs.get(self.next_addr) {
+            self.next_addr += 1;
+            match TcpStream::connect(addr) {
+                Ok(mut sock) => {
+                    let token = cx.tokens.backend(cx.slot, 0);
+                    if let Err(e) = cx
+                        .registry
+                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                    {
+                        warn!("{peer}: cannot register the connection to {addr}: {e}");
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    self.server.sock = Some(sock);
+                    self.stage = Stage::Connecting;
+                    self.since = cx.now;
+                    return;
+                }
+                Err(e) => info!("{peer}: connect to {addr} failed: {e}"),
+            }
+        }
+        self.rounds += 1;
+        if self.addrs.is_empty() {
+            warn!("{peer}: the router chose no address; closing");
+            self.finish(cx.registry);
+        } else if self.rounds > MAX_CONNECT_ROUNDS {
+            warn!("{peer}: no backend reachable after {MAX_CONNECT_ROUNDS} decisions; closing");
+            self.finish(cx.registry);
+        } else {
+            warn!(
+                "{peer}: every address failed ({}); asking the router",
+                join(&self.addrs)
+            );
+            let d = cx.router.on_connect_error(self.up.data(), peer);
+            self.apply(cx, pool, d, false);
+        }
+    }
+
+    fn check_connect<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) -> bool {
+        if !self.server.ready.writable && !self.server.ready.readable {
+            return false;
+        }
+        let Some(sock) = self.server.sock.as_ref() else {
+            return false;
+        };
+        match net::connect_result(sock) {
+            None => {
+                // A spurious wake-up: the connect is still under way.
+                self.server.ready.reset();
+                false
+            }
+            Some(Err(f)) => {
+                info!("{}: connect to {} failed: {f:?}", self.peer, self.target());
+                self.try_next(cx, pool);
+                true
+            }
+            Some(Ok(())) => {
+                debug!("{}: routed to {}", self.peer, self.target());
+                self.up.consume(self.replaced);
+                self.replaced = 0;
+                self.down = pool.take(SPLICE_BUFFER);
+                self.stage = Stage::Splice;
+                self.since = cx.now;
+                true
+            }
+        }
+    }
+
+    // ---- splice -----------------------------------------------------
+
+    fn splice<R>(&mut self, cx: &mut Cx<'_, R>) -> bool {
+        let (up, down) = match (self.client_to_server(cx), self.server_to_client(cx)) {
+            (Ok(up), Ok(down)) => (up, down),
+            (Err(why), _) | (_, Err(why)) => {
+                debug!("{}: {why}; closing both sides", self.peer);
+                self.finish(cx.registry);
+                return true;
+            }
+        };
+        if self.client.shut && self.server.shut {
+            debug!(
+                "{}: both sides closed ({} bytes up, {} down)",
+                self.peer, self.bytes_up, self.bytes_down
+            );
+            self.finish(cx.registry);
+            return true;
+        }
+        up || down
+    }
+
+    /// One pass client → server: read if there is room, write what is
+    /// held, pass the client's end on once everything was delivered.
+    fn client_to_server<R>(&mut self, cx: &mut Cx<'_, R>) -> Result<bool, String> {
+        let mut progress = false;
+        if self.client.ready.readable && !self.client.eof && !self.up.is_full() {
+            match self.client.read(self.up.space()) {
+                Some(Io::Done(n)) => {
+                    self.up.fill(n);
+                    self.since = cx.now;
+                    progress = true;
+                }
+                Some(Io::Closed) => {
+                    self.client.eof = true;
+                    progress = true;
+                }
+                Some(Io::Failed(f)) => return Err(format!("client read failed: {f:?}")),
+                Some(Io::WouldBlock) | None => {}
+            }
+        }
+        let replay = &self.replay[self.replay_pos..];
+        let pending = replay.len() + self.up.len();
+        if self.server.ready.writable && pending > 0 {
+            let Some(sock) = self.server.sock.as_mut() else {
+                return Err("server gone".into());
+            };
+            let io = net::write2(sock, replay, self.up.data());
+            self.server.ready.after_write(io, pending);
+            match io {
+                Io::Done(n) => {
+                    let from_replay = n.min(replay.len());
+                    self.replay_pos += from_replay;
+                    self.up.consume(n - from_replay);
+                    self.bytes_up += n as u64;
+                    self.since = cx.now;
+                    progress = true;
+                }
+                Io::WouldBlock => {}
+                Io::Closed | Io::Failed(_) => return Err(format!("server write failed: {io:?}")),
+            }
+        }
+        if self.client.eof && !self.server.shut && self.replay_pos == self.replay.len() && self.up.is_empty() {
+            self.server
+                .shutdown_write()
+                .map_err(|f| format!("server shutdown failed: {f:?}"))?;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// One pass server → client, as [`client_to_server`](Self::client_to_server).
+    fn server_to_client<R>(&mut self, cx: &mut Cx<'_, R>) -> Result<bool, String> {
+        let mut progress = false;
+        if self.server.ready.readable && !self.server.eof && !self.down.is_full() {
+            match self.server.read(self.down.space()) {
+                Some(Io::Done(n)) => {
+                    self.down.fill(n);
+                    self.since = cx.now;
+                    progress = true;
+                }
+                Some(Io::Closed) => {
+                    self.server.eof = true;
+                    progress = true;
+                }
+                Some(Io::Failed(f)) => return Err(format!("server read failed: {f:?}")),
+                Some(Io::WouldBlock) | None => {}
+            }
+        }
+        let pending = self.down.len();
+        if self.client.ready.writable && pending > 0 {
+            let Some(sock) = self.client.sock.as_mut() else {
+                return Err("client gone".into());
+            };
+            let io = net::write(sock, self.down.data());
+            self.client.ready.after_write(io, pending);
+            match io {
+                Io::Done(n) => {
+                    self.down.consume(n);
+                    self.bytes_down += n as u64;
+                    self.since = cx.now;
+                    progress = true;
+                }
+                Io::WouldBlock => {}
+                Io::Closed | Io::Failed(_) => return Err(format!("client write failed: {io:?}")),
+            }
+        }
+        if self.server.eof && !self.client.shut && self.down.is_empty() {
+            self.client
+                .shutdown_write()
+                .map_err(|f| format!("client shutdown failed: {f:?}"))?;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    // ---- reply and close ------------------------------------------
+
+    fn closing<R>(&mut self, cx: &mut Cx<'_, R>) -> bool {
+        if self.reply_pos < self.reply.len() {
+            if !self.client.ready.writable {
+                return false;
+            }
+            let Some(sock) = self.client.sock.as_mut() else {
+                self.finish(cx.registry);
+                return true;
+            };
+            let rest = &self.reply[self.reply_pos..];
+            let io = net::write(sock, rest);
+            self.client.ready.after_write(io, rest.len());
+            match io {
+                Io::Done(n) => self.reply_pos += n,
+                Io::WouldBlock => return false,
+                Io::Closed | Io::Failed(_) => self.finish(cx.registry),
+            }
+            return true;
+        }
+        if !self.client.shut {
+            if self.client.shutdown_write().is_err() {
+                self.finish(cx.registry);
+            }
+            self.since = cx.now;
+            return true;
+        }
+        // Linger: drop what the client still sends until it closes.
+        if !self.client.ready.readable {
+            return false;
+        }
+        self.up.clear();
+        match self.client.read(self.up.space()) {
+            Some(Io::Done(_)) => true,
+            Some(Io::WouldBlock) => false,
+            _ => {
+                self.finish(cx.registry);
+                true
+            }
+        }
+    }
+
+    fn finish(&mut self, registry: &Registry) {
+        self.client.close(registry);
+        self.server.close(registry);
+        self.stage = Stage::Done;
+    }
+}
+
+/// The client-to-server buffer: room for `max_peek` bytes and a splice.
+pub(crate) fn up_capacity(settings: &Settings) -> usize {
+    settings.max_peek.max(SPLICE_BUFFER)
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}

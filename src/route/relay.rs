@@ -1,0 +1,341 @@
+//! [`Relay`]: the router on a mio event loop, embeddable like the proxy.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::event::Event;
+use mio::{Interest, Registry};
+use slab::Slab;
+
+use super::Router;
+use super::config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
+};
+use super::conn::{Conn, Cx};
+use crate::buffer::BufferPool;
+use crate::listen::Acceptor;
+use crate::net::Readiness;
+use crate::proxy::DEFAULT_MAX_CONNECTIONS;
+use crate::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
+use crate::sweep::Sweep;
+use crate::tokens::{Target, Tokens};
+
+/// What a [`Relay`] is told: where to listen, its limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Time to connect to one address of a decision before the next.
+    pub connect_timeout: Duration,
+    /// Time with no byte either way before a spliced connection is closed
+    /// (unless [`Router::on_inactive`] says wait).
+    pub inactivity_timeout: Duration,
+    /// Time without a decision before [`Router::on_give_up`].
+    pub peek_timeout: Duration,
+    /// Bytes buffered without a decision before [`Router::on_give_up`].
+    pub max_peek: usize,
+    /// Client connections at once.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// The defaults of `routes.toml`, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Settings {
+            listen,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
+            max_peek: DEFAULT_MAX_PEEK,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_peek == 0 || self.max_peek > MAX_MAX_PEEK {
+            return Err(format!("max_peek must be 1 to {MAX_MAX_PEEK} bytes"));
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        let zero = [
+            ("connect_timeout", self.connect_timeout),
+            ("inactivity_timeout", self.inactivity_timeout),
+            ("peek_timeout", self.peek_timeout),
+        ];
+        match zero.iter().find(|(_, d)| d.is_zero()) {
+            Some((name, _)) => Err(format!("{name} must be more than zero")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The TCP router: a listener and a slab of routed connections, registered
+/// on the host's [`Registry`] inside the token range the host gives it.
+pub struct Relay<R: Router> {
+    settings: Settings,
+    router: R,
+    acceptor: Acceptor,
+    conns: Slab<Conn>,
+    tokens: Option<Tokens>,
+    sweep: Sweep,
+    /// Connections whose pump yielded with work left: pumped again next turn.
+    hot: Vec<usize>,
+    /// The previous turn's `hot` (kept to reuse its allocation).
+    hot_spare: Vec<usize>,
+    pool: BufferPool,
+    draining: bool,
+    force_close_at: Option<Instant>,
+}
+
+impl<R: Router> Relay<R> {
+    /// Checks `settings` and binds its listen address.
+    pub fn new(settings: Settings, router: R) -> io::Result<Self> {
+        settings
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let acceptor = Acceptor::bind(settings.listen)?;
+        Ok(Relay {
+            settings,
+            router,
+            acceptor,
+            conns: Slab::new(),
+            tokens: None,
+            sweep: Sweep::new(Instant::now()),
+            hot: Vec::new(),
+            hot_spare: Vec::new(),
+            pool: BufferPool::default(),
+            draining: false,
+            force_close_at: None,
+        })
+    }
+
+    /// The address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.acceptor.local_addr()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The router.
+    pub fn router(&self) -> &R {
+        &self.router
+    }
+
+    /// The router, mutably.
+    pub fn router_mut(&mut self) -> &mut R {
+        &mut self.router
+    }
+
+    /// Client connections open now.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Tokens for `max_connections`: the listener, then a client and a
+    /// server token per connection.
+    pub fn tokens_needed(&self) -> usize {
+        1 + 2 * self.settings.max_connections
+    }
+
+    /// Registers the listener; every token used lies in `tokens`.
+    pub fn register(&mut self, registry: &Registry, tokens: Range<usize>) -> io::Result<()> {
+        let layout = Tokens::new(tokens.start, tokens.end.saturating_sub(tokens.start), 1);
+        if layout.slots() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "token range too small for one connection",
+            ));
+        }
+        self.acceptor.register(registry, layout.listener())?;
+        self.tokens = Some(layout);
+        Ok(())
+    }
+
+    /// Handles one event; false when its token is not the router's.
+    pub fn handle_event(&mut self, registry: &Registry, event: &Event) -> bool {
+        let Some(target) = self.tokens.and_then(|t| t.decode(event.token())) else {
+            return false;
+        };
+        let now = Instant::now();
+        let ready = Readiness::of(event);
+        match target {
+            Target::Listener => {
+                self.acceptor.on_ready();
+                self.accept(registry, now);
+            }
+            Target::Client(slot) => {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.on_client_event(ready);
+                    self.pump(registry, slot, now);
+                }
+            }
+            Target::Backend(slot, _) => {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.on_server_event(ready);
+                    self.pump(registry, slot, now);
+                }
+            }
+        }
+        true
+    }
+
+    /// The next moment [`on_timeout`](Self::on_timeout) has work (now, when
+    /// a busy connection yielded to others).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.hot.is_empty() {
+            return Some(Instant::now());
+        }
+        [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// How long the host may wait for events before calling
+    /// [`on_timeout`](Self::on_timeout).
+    pub fn next_timeout(&self) -> Option<Duration> {
+        self.next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Applies what is due at `now` and resumes connections that yielded.
+    pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
+        let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
+        for &slot in &hot {
+            self.pump(registry, slot, now);
+        }
+        self.hot_spare = hot;
+        self.hot_spare.clear();
+        if self.acceptor.on_timeout(now) {
+            self.accept(registry, now);
+        }
+        if self.force_close_at.is_some_and(|t| t <= now) {
+            self.force_close_at = None;
+            if !self.conns.is_empty() {
+                warn!("shutdown grace over: closing {} routed connection(s)", self.conns.len());
+            }
+            for c in self.conns.drain() {
+                c.close_all(registry, &mut self.pool);
+            }
+        }
+        let settings = &self.settings;
+        let due = self
+            .sweep
+            .take_due(now, self.conns.iter().map(|(slot, c)| (slot, c.deadline(settings))));
+        for &slot in &due {
+            self.with_conn(registry, slot, now, |c, cx, pool| c.on_timeout(cx, pool));
+        }
+        self.sweep.put_back(due);
+    }
+
+    /// Stops accepting. Graceful: routed connections run until they end.
+    /// Fast: whatever is open after [`FAST_SHUTDOWN_GRACE`] is closed.
+    pub fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
+        self.acceptor.close(registry, self.conns.len());
+        self.draining = true;
+        if mode == ShutdownMode::Fast && self.force_close_at.is_none() {
+            self.force_close_at = Some(now + FAST_SHUTDOWN_GRACE);
+        }
+    }
+
+    /// Shut down and every connection closed.
+    pub fn is_done(&self) -> bool {
+        self.draining && self.conns.is_empty()
+    }
+
+    fn accept(&mut self, registry: &Registry, now: Instant) {
+        let Some(tokens) = self.tokens else { return };
+        while self.conns.len() < self.settings.max_connections.min(tokens.slots()) {
+            let Some((mut sock, peer)) = self.acceptor.accept(now) else {
+                return;
+            };
+            let entry = self.conns.vacant_entry();
+            let slot = entry.key();
+            if let Err(e) = registry.register(&mut sock, tokens.client(slot), Interest::READABLE | Interest::WRITABLE) {
+                warn!("{peer}: cannot register the connection: {e}");
+                continue;
+            }
+            debug!("{peer}: accepted");
+            let conn = Conn::new(sock, peer, &self.settings, now, &mut self.pool);
+            entry.insert(conn);
+            // The router may decide on no bytes at all (a zero peek).
+            self.pump(registry, slot, now);
+        }
+    }
+
+    fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
+        self.with_conn(registry, slot, now, |c, cx, pool| c.pump(cx, pool));
+    }
+
+    /// Runs `f` on connection `slot`, then drops it if it is done or folds
+    /// its deadline into the sweep.
+    fn with_conn(
+        &mut self,
+        registry: &Registry,
+        slot: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Cx<'_, R>, &mut BufferPool),
+    ) {
+        let Some(tokens) = self.tokens else { return };
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        let mut cx = Cx {
+            router: &mut self.router,
+            settings: &self.settings,
+            registry,
+            tokens,
+            slot,
+            now,
+        };
+        f(c, &mut cx, &mut self.pool);
+        if c.is_done() {
+            let c = self.conns.remove(slot);
+            c.close_all(registry, &mut self.pool);
+            if self.acceptor.may_accept() {
+                self.accept(registry, now);
+            }
+            return;
+        }
+        if c.yielded && !self.hot.contains(&slot) {
+            self.hot.push(slot);
+        }
+        self.sweep.note(c.deadline(&self.settings));
+    }
+}
+
+impl<R: Router> Service for Relay<R> {
+    fn tokens_needed(&self) -> usize {
+        Relay::tokens_needed(self)
+    }
+
+    fn register(&mut self, registry: &Registry, tokens: Range<usize>) -> io::Result<()> {
+        Relay::register(self, registry, tokens)
+    }
+
+    fn handle_event(&mut self, registry: &Registry, event: &Event) -> bool {
+        Relay::handle_event(self, registry, event)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        Relay::next_deadline(self)
+    }
+
+    fn on_timeout(&mut self, registry: &Registry, now: Instant) {
+        Relay::on_timeout(self, registry, now)
+    }
+
+    fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
+        Relay::shutdown(self, registry, mode, now)
+    }
+
+    fn is_done(&self) -> bool {
+        Relay::is_done(self)
+    }
+}
