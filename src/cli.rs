@@ -420,6 +420,49 @@ mod tests {
     }
 
     #[test]
+    fn the_routes_toml_in_the_help_is_valid() {
+        // The settings paragraph and five rules, up to SIGNALS.
+        let text: String = HELP
+            .split("ROUTES.TOML:\n")
+            .nth(1)
+            .unwrap()
+            .split("\n\n")
+            .take(6)
+            .flat_map(str::lines)
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let cfg = route_config::parse(&text, "help").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.rules.rules.len(), 4);
+        assert!(cfg.rules.default.is_some());
+    }
+
+    #[test]
+    fn route_command_line() {
+        let dir = std::env::temp_dir().join(format!("kage-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("routes.toml");
+        std::fs::write(
+            &file,
+            "max_peek = 100\n[[rule]]\nname = \"d\"\ndefault = true\nto = [\"127.0.0.1:9\"]\n",
+        )
+        .unwrap();
+        let line = format!(
+            "route --config {} --listen 127.0.0.1:0 --max-connections 7",
+            file.display()
+        );
+        let Command::Route(r) = parse(args(&line)).unwrap() else {
+            panic!("not a route command")
+        };
+        assert_eq!(r.settings.max_peek, 100);
+        assert_eq!(r.settings.max_connections, 7);
+        let no_listen = parse(args(&format!("route --config {}", file.display()))).unwrap_err();
+        assert!(no_listen.contains("--listen"), "{no_listen}");
+        let missing = parse(args("route --config /nonexistent/routes.toml")).unwrap_err();
+        assert!(missing.contains("/nonexistent/routes.toml"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn errors_name_the_flag() {
         for (line, needle) in [
             ("--master 127.0.0.1:1", "--listen"),

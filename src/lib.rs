@@ -14,14 +14,18 @@
 //! One direction of imports: the upper layers use the lower ones.
 //!
 //! ```text
-//! main.rs, cli       flags -> Config + shadow policy; env_logger; signals
-//! server             a Poll + stop Waker running Services (the proxy, later the router)
-//! route/             the TCP router; so far its sans-IO decision layer:
-//!                    Router trait, Rules (prefix, regex DFA, HTTP Host, TLS SNI)
-//! proxy/ (mio)       Proxy: listener, slab of sessions, tokens, deadline sweep
+//! main.rs, cli       flags -> Config + shadow policy, or routes.toml; signals
+//! server             a Poll + stop Waker running Services (proxy, router, both)
+//! route/ (mio)       the TCP router: Relay (listener, slab of connections),
+//!                    conn (peek, connect with failover, replay, splice),
+//!                    and the sans-IO decision layer: Router trait, Rules
+//!                    (prefix, regex DFA, HTTP Host, TLS SNI), routes.toml
+//! proxy/ (mio)       Proxy: listener, slab of sessions
 //!                    session: one client connection, one exchange at a time
 //!                    upstream: one backend connection and its capture
 //!                    hooks: select / munge / backends_finished
+//! listen, sweep,     shared by proxy and router: acceptor (EMFILE pause),
+//! tokens             deadline sweep, token layout
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! buffer, net        fixed buffers with cursors; io results folded into one enum
 //! ```
@@ -59,6 +63,9 @@
 //!    are already buffered); a shadowed one has closed the client connection
 //!    as soon as the master's response was flushed, without waiting for the
 //!    shadows.
+//!
+//! The router's life of a connection is in [`route`]: peek, decide, connect
+//! in failover order, replay, splice with backpressure and half-close.
 //!
 //! Upgrades (101) and CONNECT go to the master alone and become a raw
 //! two-way splice with half-close. Master failures before its response head
