@@ -851,3 +851,69 @@ fn kage_route_stops_on_sigterm() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn bulk_both_ways_at_once_through_a_busy_connection() {
+    // Enough bytes that the connection yields to the loop between passes.
+    const TOTAL: usize = 96 << 20;
+    let backend = echo();
+    let relay = routes(&format!(
+        r#"
+        [[rule]]
+        name = "all"
+        default = true
+        to = ["{}"]
+        "#,
+        backend.addr
+    ));
+    let mut c = connect(relay.addr);
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut writer = c.try_clone().unwrap();
+    let sent = thread::spawn(move || {
+        let block = noise(1 << 20, 3);
+        for _ in 0..TOTAL / block.len() {
+            writer.write_all(&block).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let got = read_to_close(&mut c);
+    sent.join().unwrap();
+    assert_eq!(got.len(), TOTAL);
+    let block = noise(1 << 20, 3);
+    assert!(got.chunks(1 << 20).all(|c| c == block), "bytes corrupted on the way");
+}
+
+#[test]
+fn a_fast_upload_is_delivered_whole_after_the_client_has_finished() {
+    // The client is done long before the router: what is left in the
+    // kernel must still be moved, with no new event to say so.
+    const TOTAL: usize = 1 << 30;
+    let sink = TestBackend::start(|conn, _| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        let _ = conn.write_all(format!("{n}").as_bytes());
+    });
+    let relay = routes(&format!(
+        r#"
+        [[rule]]
+        name = "all"
+        default = true
+        to = ["{}"]
+        "#,
+        sink.addr
+    ));
+    let mut c = connect(relay.addr);
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let block = vec![7u8; 1 << 20];
+    for _ in 0..TOTAL / block.len() {
+        c.write_all(&block).unwrap();
+    }
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_close(&mut c), TOTAL.to_string().as_bytes());
+}

@@ -87,6 +87,8 @@ pub struct Relay<R: Router> {
     hot: Vec<usize>,
     /// The previous turn's `hot` (kept to reuse its allocation).
     hot_spare: Vec<usize>,
+    /// When the first of `hot` yielded: a deadline already past.
+    hot_since: Option<Instant>,
     pool: BufferPool,
     draining: bool,
     force_close_at: Option<Instant>,
@@ -108,6 +110,7 @@ impl<R: Router> Relay<R> {
             sweep: Sweep::new(Instant::now()),
             hot: Vec::new(),
             hot_spare: Vec::new(),
+            hot_since: None,
             pool: BufferPool::default(),
             draining: false,
             force_close_at: None,
@@ -190,8 +193,8 @@ impl<R: Router> Relay<R> {
     /// The next moment [`on_timeout`](Self::on_timeout) has work (now, when
     /// a busy connection yielded to others).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.hot.is_empty() {
-            return Some(Instant::now());
+        if self.hot_since.is_some() {
+            return self.hot_since;
         }
         [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
             .into_iter()
@@ -208,6 +211,7 @@ impl<R: Router> Relay<R> {
 
     /// Applies what is due at `now` and resumes connections that yielded.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
+        self.hot_since = None;
         let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
         for &slot in &hot {
             self.pump(registry, slot, now);
@@ -305,6 +309,7 @@ impl<R: Router> Relay<R> {
         }
         if c.yielded && !self.hot.contains(&slot) {
             self.hot.push(slot);
+            self.hot_since.get_or_insert(now);
         }
         self.sweep.note(c.deadline(&self.settings));
     }
