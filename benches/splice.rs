@@ -16,7 +16,7 @@ const GIB: u64 = 1 << 30;
 /// Bytes per read or write of the client and the backend.
 const IO_CHUNK: usize = 256 * 1024;
 /// Runs of each case; the table shows the median.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Direction {

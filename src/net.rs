@@ -101,45 +101,34 @@ impl Readiness {
     }
 }
 
-/// Reads once into `buf` (retrying on EINTR). `buf` must not be empty.
+/// Runs one I/O call (again on EINTR) and folds its result.
+pub fn fold(mut op: impl FnMut() -> io::Result<usize>) -> Io {
+    loop {
+        match op() {
+            Ok(0) => return Io::Closed,
+            Ok(n) => return Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
+            Err(e) => return Io::Failed(Failure::of(&e)),
+        }
+    }
+}
+
+/// Reads once into `buf`. `buf` must not be empty.
 pub fn read(sock: &mut impl Read, buf: &mut [u8]) -> Io {
-    loop {
-        match sock.read(buf) {
-            Ok(0) => return Io::Closed,
-            Ok(n) => return Io::Done(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
-            Err(e) => return Io::Failed(Failure::of(&e)),
-        }
-    }
+    fold(|| sock.read(buf))
 }
 
-/// Writes once from `data` (retrying on EINTR). `data` must not be empty.
+/// Writes once from `data`. `data` must not be empty.
 pub fn write(sock: &mut impl Write, data: &[u8]) -> Io {
-    loop {
-        match sock.write(data) {
-            Ok(0) => return Io::Closed,
-            Ok(n) => return Io::Done(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
-            Err(e) => return Io::Failed(Failure::of(&e)),
-        }
-    }
+    fold(|| sock.write(data))
 }
 
-/// Writes once from two slices with one `writev` (retrying on EINTR). At
-/// least one must not be empty.
+/// Writes once from two slices with one `writev`. At least one must not be
+/// empty.
 pub fn write2(sock: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
     let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
-    loop {
-        match sock.write_vectored(&bufs) {
-            Ok(0) => return Io::Closed,
-            Ok(n) => return Io::Done(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::WouldBlock,
-            Err(e) => return Io::Failed(Failure::of(&e)),
-        }
-    }
+    fold(|| sock.write_vectored(&bufs))
 }
 
 /// Whether a non-blocking connect finished: `Some(Ok)` connected,

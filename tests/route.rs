@@ -917,3 +917,42 @@ fn a_fast_upload_is_delivered_whole_after_the_client_has_finished() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_close(&mut c), TOTAL.to_string().as_bytes());
 }
+
+#[test]
+fn one_server_runs_the_router_in_front_of_the_proxy() {
+    use kage::proxy::{Backend, Config, DefaultHooks, Proxy, Role};
+    let backend = TestBackend::ok("through both");
+    let mut proxy = Proxy::new(
+        Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![Backend::new("master", backend.addr, Role::Master)],
+        ),
+        DefaultHooks,
+    )
+    .unwrap();
+    let cfg = config::parse(
+        &format!(
+            "[[rule]]\nname = \"web\"\nhttp_host = \"app.example\"\nto = [\"{}\"]\n",
+            proxy.local_addr()
+        ),
+        "routes.toml",
+    )
+    .unwrap();
+    let mut relay = Relay::new(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules).unwrap();
+    let addr = relay.local_addr();
+    let mut server = Server::new().unwrap();
+    let stop = server.stop_handle();
+    let loop_thread = thread::spawn(move || {
+        server.run(&mut [&mut relay, &mut proxy], 1).unwrap();
+    });
+    let mut c = connect(addr);
+    c.write_all(b"GET / HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8(read_to_close(&mut c)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("through both"), "{answer}");
+    // A graceful stop waits for open connections: this one ends with the client.
+    drop(c);
+    stop.stop(ShutdownMode::Graceful);
+    loop_thread.join().unwrap();
+}

@@ -2,17 +2,19 @@
 //! failover order), replay the peeked or replacement bytes, then splice both
 //! ways with backpressure and half-close.
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
+use super::flow::{Flow, Side};
+use super::pipe::PipePool;
 use super::relay::Settings;
 use super::{Decision, Router};
 use crate::buffer::{Buffer, BufferPool};
-use crate::net::{self, Failure, Io, Readiness};
+use crate::net::{self, Io, Readiness};
 use crate::tokens::Tokens;
 
 /// Bytes buffered in each direction while splicing (the client-to-server
@@ -41,6 +43,7 @@ pub(crate) struct Cx<'a, R> {
     pub(crate) tokens: Tokens,
     pub(crate) slot: usize,
     pub(crate) now: Instant,
+    pub(crate) pipes: &'a mut PipePool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,54 +60,17 @@ enum Stage {
     Done,
 }
 
-/// One socket of the pair.
-#[derive(Debug, Default)]
-struct Side {
-    sock: Option<TcpStream>,
-    ready: Readiness,
-    /// A read returned 0: the peer sends nothing more.
-    eof: bool,
-    /// We shut down our sending side.
-    shut: bool,
-}
-
-impl Side {
-    fn close(&mut self, registry: &Registry) {
-        if let Some(mut sock) = self.sock.take() {
-            let _ = registry.deregister(&mut sock);
-        }
-        *self = Side::default();
-    }
-
-    /// Reads into `buf`; `None` when there is no socket.
-    fn read(&mut self, buf: &mut [u8]) -> Option<Io> {
-        let io = net::read(self.sock.as_mut()?, buf);
-        self.ready.after_read(io, buf.len());
-        Some(io)
-    }
-
-    fn shutdown_write(&mut self) -> Result<(), Failure> {
-        self.shut = true;
-        match self.sock.as_ref().map(|s| s.shutdown(Shutdown::Write)) {
-            Some(Err(e)) => Err(Failure::of(&e)),
-            _ => Ok(()),
-        }
-    }
-}
-
 /// One client connection and, once routed, its server connection.
 pub(crate) struct Conn {
     peer: SocketAddr,
     client: Side,
     server: Side,
     stage: Stage,
-    /// Client to server: the peeked bytes, then the stream.
-    up: Buffer,
+    /// Client to server: the peeked bytes (or the router's replacement),
+    /// then the stream.
+    up: Flow,
     /// Server to client.
-    down: Buffer,
-    /// The router's replacement bytes, sent to the server before `up`.
-    replay: Vec<u8>,
-    replay_pos: usize,
+    down: Flow,
     /// Peeked bytes at the front of `up` that the replacement stands for.
     replaced: usize,
     /// The router's reply to the client (`CloseWith`).
@@ -118,8 +84,6 @@ pub(crate) struct Conn {
     accepted: Instant,
     /// When the stage began; while splicing, when a byte last moved.
     since: Instant,
-    bytes_up: u64,
-    bytes_down: u64,
     /// The last pump stopped at its budget with work left.
     pub(crate) yielded: bool,
 }
@@ -134,16 +98,11 @@ impl Conn {
     ) -> Self {
         Conn {
             peer,
-            client: Side {
-                sock: Some(client),
-                ..Side::default()
-            },
-            server: Side::default(),
+            client: Side::new("client", Some(client)),
+            server: Side::new("server", None),
             stage: Stage::Peek,
-            up: pool.take(up_capacity(settings)),
-            down: Buffer::new(0),
-            replay: Vec::new(),
-            replay_pos: 0,
+            up: Flow::new(pool.take(up_capacity(settings))),
+            down: Flow::new(Buffer::new(0)),
             replaced: 0,
             reply: Vec::new(),
             reply_pos: 0,
@@ -153,8 +112,6 @@ impl Conn {
             asked: false,
             accepted: now,
             since: now,
-            bytes_up: 0,
-            bytes_down: 0,
             yielded: false,
         }
     }
@@ -171,12 +128,12 @@ impl Conn {
         self.stage == Stage::Done
     }
 
-    /// Closes both sockets and gives the buffers back.
-    pub(crate) fn close_all(mut self, registry: &Registry, pool: &mut BufferPool) {
+    /// Closes both sockets and gives the buffers and pipes back.
+    pub(crate) fn close_all(mut self, registry: &Registry, pool: &mut BufferPool, pipes: &mut PipePool) {
         self.client.close(registry);
         self.server.close(registry);
-        pool.give(self.up);
-        pool.give(self.down);
+        self.up.release(pool, pipes);
+        self.down.release(pool, pipes);
     }
 
     /// Makes every move readiness and buffers allow, up to
@@ -219,9 +176,9 @@ impl Conn {
                 info!(
                     "{peer}: no decision within the peek timeout ({:?}, {} bytes); giving up to the router",
                     cx.settings.peek_timeout,
-                    self.up.len()
+                    self.up.buf.len()
                 );
-                let d = cx.router.on_give_up(self.up.data(), peer);
+                let d = cx.router.on_give_up(self.up.buf.data(), peer);
                 self.apply(cx, pool, d, false);
             }
             Stage::Connecting => {
@@ -272,11 +229,11 @@ impl Conn {
             return self.stage != Stage::Peek;
         }
         let max_peek = cx.settings.max_peek;
-        let room = max_peek.saturating_sub(self.up.len());
+        let room = max_peek.saturating_sub(self.up.buf.len());
         if !self.client.ready.readable || room == 0 {
             return false;
         }
-        let space = self.up.space();
+        let space = self.up.buf.space();
         let n = space.len().min(room);
         let Some(io) = self.client.read(&mut space[..n]) else {
             return false;
@@ -284,22 +241,22 @@ impl Conn {
         let peer = self.peer;
         match io {
             Io::Done(k) => {
-                self.up.fill(k);
-                let mut d = cx.router.route(self.up.data(), peer);
-                if d == Decision::Wait && self.up.len() >= max_peek {
+                self.up.buf.fill(k);
+                let mut d = cx.router.route(self.up.buf.data(), peer);
+                if d == Decision::Wait && self.up.buf.len() >= max_peek {
                     warn!("{peer}: no decision after max_peek ({max_peek} bytes); giving up to the router");
-                    d = cx.router.on_give_up(self.up.data(), peer);
+                    d = cx.router.on_give_up(self.up.buf.data(), peer);
                 }
                 self.apply(cx, pool, d, true);
             }
             Io::Closed => {
                 self.client.eof = true;
-                if self.up.is_empty() {
+                if self.up.buf.is_empty() {
                     debug!("{peer}: closed before sending anything");
                     self.finish(cx.registry);
                 } else {
-                    debug!("{peer}: sent {} bytes and its end before a decision", self.up.len());
-                    let d = cx.router.on_give_up(self.up.data(), peer);
+                    debug!("{peer}: sent {} bytes and its end before a decision", self.up.buf.len());
+                    let d = cx.router.on_give_up(self.up.buf.data(), peer);
                     self.apply(cx, pool, d, false);
                 }
             }
@@ -318,9 +275,8 @@ impl Conn {
         match d {
             Decision::Remote(addrs) => self.connect_to(cx, pool, addrs),
             Decision::RemoteWith(addrs, bytes) => {
-                self.replay = bytes;
-                self.replay_pos = 0;
-                self.replaced = self.up.len();
+                self.up.set_prefix(bytes);
+                self.replaced = self.up.buf.len();
                 self.connect_to(cx, pool, addrs);
             }
             Decision::Wait if may_wait && !self.client.eof => {}
@@ -387,7 +343,7 @@ impl Conn {
                 "{peer}: every address failed ({}); asking the router",
                 join(&self.addrs)
             );
-            let d = cx.router.on_connect_error(self.up.data(), peer);
+            let d = cx.router.on_connect_error(self.up.buf.data(), peer);
             self.apply(cx, pool, d, false);
         }
     }
@@ -412,9 +368,9 @@ impl Conn {
             }
             Some(Ok(())) => {
                 debug!("{}: routed to {}", self.peer, self.target());
-                self.up.consume(self.replaced);
+                self.up.buf.consume(self.replaced);
                 self.replaced = 0;
-                self.down = pool.take(SPLICE_BUFFER);
+                self.down.buf = pool.take(SPLICE_BUFFER);
                 self.stage = Stage::Splice;
                 self.since = cx.now;
                 true
@@ -425,117 +381,28 @@ impl Conn {
     // ---- splice -----------------------------------------------------
 
     fn splice<R>(&mut self, cx: &mut Cx<'_, R>) -> bool {
-        let (up, down) = match (self.client_to_server(cx), self.server_to_client(cx)) {
-            (Ok(up), Ok(down)) => (up, down),
+        let up = self.up.pass(&mut self.client, &mut self.server, cx.pipes);
+        let down = self.down.pass(&mut self.server, &mut self.client, cx.pipes);
+        let progress = match (up, down) {
+            (Ok(up), Ok(down)) => up || down,
             (Err(why), _) | (_, Err(why)) => {
                 debug!("{}: {why}; closing both sides", self.peer);
                 self.finish(cx.registry);
                 return true;
             }
         };
+        if progress {
+            self.since = cx.now;
+        }
         if self.client.shut && self.server.shut {
             debug!(
                 "{}: both sides closed ({} bytes up, {} down)",
-                self.peer, self.bytes_up, self.bytes_down
+                self.peer, self.up.bytes, self.down.bytes
             );
             self.finish(cx.registry);
             return true;
         }
-        up || down
-    }
-
-    /// One pass client → server: read if there is room, write what is
-    /// held, pass the client's end on once everything was delivered.
-    fn client_to_server<R>(&mut self, cx: &mut Cx<'_, R>) -> Result<bool, String> {
-        let mut progress = false;
-        if self.client.ready.readable && !self.client.eof && !self.up.is_full() {
-            match self.client.read(self.up.space()) {
-                Some(Io::Done(n)) => {
-                    self.up.fill(n);
-                    self.since = cx.now;
-                    progress = true;
-                }
-                Some(Io::Closed) => {
-                    self.client.eof = true;
-                    progress = true;
-                }
-                Some(Io::Failed(f)) => return Err(format!("client read failed: {f:?}")),
-                Some(Io::WouldBlock) | None => {}
-            }
-        }
-        let replay = &self.replay[self.replay_pos..];
-        let pending = replay.len() + self.up.len();
-        if self.server.ready.writable && pending > 0 {
-            let Some(sock) = self.server.sock.as_mut() else {
-                return Err("server gone".into());
-            };
-            let io = net::write2(sock, replay, self.up.data());
-            self.server.ready.after_write(io, pending);
-            match io {
-                Io::Done(n) => {
-                    let from_replay = n.min(replay.len());
-                    self.replay_pos += from_replay;
-                    self.up.consume(n - from_replay);
-                    self.bytes_up += n as u64;
-                    self.since = cx.now;
-                    progress = true;
-                }
-                Io::WouldBlock => {}
-                Io::Closed | Io::Failed(_) => return Err(format!("server write failed: {io:?}")),
-            }
-        }
-        if self.client.eof && !self.server.shut && self.replay_pos == self.replay.len() && self.up.is_empty() {
-            self.server
-                .shutdown_write()
-                .map_err(|f| format!("server shutdown failed: {f:?}"))?;
-            progress = true;
-        }
-        Ok(progress)
-    }
-
-    /// One pass server → client, as [`client_to_server`](Self::client_to_server).
-    fn server_to_client<R>(&mut self, cx: &mut Cx<'_, R>) -> Result<bool, String> {
-        let mut progress = false;
-        if self.server.ready.readable && !self.server.eof && !self.down.is_full() {
-            match self.server.read(self.down.space()) {
-                Some(Io::Done(n)) => {
-                    self.down.fill(n);
-                    self.since = cx.now;
-                    progress = true;
-                }
-                Some(Io::Closed) => {
-                    self.server.eof = true;
-                    progress = true;
-                }
-                Some(Io::Failed(f)) => return Err(format!("server read failed: {f:?}")),
-                Some(Io::WouldBlock) | None => {}
-            }
-        }
-        let pending = self.down.len();
-        if self.client.ready.writable && pending > 0 {
-            let Some(sock) = self.client.sock.as_mut() else {
-                return Err("client gone".into());
-            };
-            let io = net::write(sock, self.down.data());
-            self.client.ready.after_write(io, pending);
-            match io {
-                Io::Done(n) => {
-                    self.down.consume(n);
-                    self.bytes_down += n as u64;
-                    self.since = cx.now;
-                    progress = true;
-                }
-                Io::WouldBlock => {}
-                Io::Closed | Io::Failed(_) => return Err(format!("client write failed: {io:?}")),
-            }
-        }
-        if self.server.eof && !self.client.shut && self.down.is_empty() {
-            self.client
-                .shutdown_write()
-                .map_err(|f| format!("client shutdown failed: {f:?}"))?;
-            progress = true;
-        }
-        Ok(progress)
+        progress
     }
 
     // ---- reply and close ------------------------------------------
@@ -570,8 +437,8 @@ impl Conn {
         if !self.client.ready.readable {
             return false;
         }
-        self.up.clear();
-        match self.client.read(self.up.space()) {
+        self.up.buf.clear();
+        match self.client.read(self.up.buf.space()) {
             Some(Io::Done(_)) => true,
             Some(Io::WouldBlock) => false,
             _ => {

@@ -22,6 +22,8 @@
 
 pub mod config;
 mod conn;
+mod flow;
+mod pipe;
 mod relay;
 mod rules;
 pub mod sni;
@@ -29,6 +31,7 @@ pub mod sni;
 use std::net::SocketAddr;
 
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
+pub use pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
 pub use relay::{Relay, Settings};
 pub use rules::{Action, Matcher, Rule, Rules, Verdict};
 

@@ -15,6 +15,7 @@ use super::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
 };
 use super::conn::{Conn, Cx};
+use super::pipe::PipePool;
 use crate::buffer::BufferPool;
 use crate::listen::Acceptor;
 use crate::net::Readiness;
@@ -90,6 +91,7 @@ pub struct Relay<R: Router> {
     /// When the first of `hot` yielded: a deadline already past.
     hot_since: Option<Instant>,
     pool: BufferPool,
+    pipes: PipePool,
     draining: bool,
     force_close_at: Option<Instant>,
 }
@@ -112,6 +114,7 @@ impl<R: Router> Relay<R> {
             hot_spare: Vec::new(),
             hot_since: None,
             pool: BufferPool::default(),
+            pipes: PipePool::new(),
             draining: false,
             force_close_at: None,
         })
@@ -227,7 +230,7 @@ impl<R: Router> Relay<R> {
                 warn!("shutdown grace over: closing {} routed connection(s)", self.conns.len());
             }
             for c in self.conns.drain() {
-                c.close_all(registry, &mut self.pool);
+                c.close_all(registry, &mut self.pool, &mut self.pipes);
             }
         }
         let settings = &self.settings;
@@ -297,11 +300,12 @@ impl<R: Router> Relay<R> {
             tokens,
             slot,
             now,
+            pipes: &mut self.pipes,
         };
         f(c, &mut cx, &mut self.pool);
         if c.is_done() {
             let c = self.conns.remove(slot);
-            c.close_all(registry, &mut self.pool);
+            c.close_all(registry, &mut self.pool, &mut self.pipes);
             if self.acceptor.may_accept() {
                 self.accept(registry, now);
             }

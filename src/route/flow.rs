@@ -1,0 +1,205 @@
+//! One direction of a routed connection: a source socket, a destination
+//! socket, and what is held between them (the router's replacement bytes,
+//! a fixed buffer, and for bulk streams a kernel pipe).
+
+use std::net::Shutdown;
+
+use mio::Registry;
+use mio::net::TcpStream;
+
+use super::pipe::{Pipe, PipePool, is_bulk_read};
+use crate::buffer::{Buffer, BufferPool};
+use crate::net::{self, Failure, Io, Readiness};
+
+/// One socket of the pair.
+#[derive(Debug)]
+pub(crate) struct Side {
+    /// `client` or `server`, for logs.
+    pub(crate) name: &'static str,
+    pub(crate) sock: Option<TcpStream>,
+    pub(crate) ready: Readiness,
+    /// A read returned 0: the peer sends nothing more.
+    pub(crate) eof: bool,
+    /// We shut down our sending side.
+    pub(crate) shut: bool,
+}
+
+impl Side {
+    pub(crate) fn new(name: &'static str, sock: Option<TcpStream>) -> Self {
+        Side {
+            name,
+            sock,
+            ready: Readiness::default(),
+            eof: false,
+            shut: false,
+        }
+    }
+
+    pub(crate) fn close(&mut self, registry: &Registry) {
+        if let Some(mut sock) = self.sock.take() {
+            let _ = registry.deregister(&mut sock);
+        }
+        *self = Side::new(self.name, None);
+    }
+
+    /// Reads into `buf`; `None` when there is no socket.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Option<Io> {
+        let io = net::read(self.sock.as_mut()?, buf);
+        self.ready.after_read(io, buf.len());
+        Some(io)
+    }
+
+    pub(crate) fn shutdown_write(&mut self) -> Result<(), Failure> {
+        self.shut = true;
+        match self.sock.as_ref().map(|s| s.shutdown(Shutdown::Write)) {
+            Some(Err(e)) => Err(Failure::of(&e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Bytes on their way from one side to the other.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    pub(crate) buf: Buffer,
+    /// Sent before `buf`: the router's replacement for the peeked bytes.
+    prefix: Vec<u8>,
+    prefix_pos: usize,
+    /// Once the stream proved bulk: the pipe its bytes now take.
+    pipe: Option<Pipe>,
+    bulk: bool,
+    /// Bytes delivered.
+    pub(crate) bytes: u64,
+}
+
+impl Flow {
+    pub(crate) fn new(buf: Buffer) -> Self {
+        Flow {
+            buf,
+            prefix: Vec::new(),
+            prefix_pos: 0,
+            pipe: None,
+            bulk: false,
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn set_prefix(&mut self, bytes: Vec<u8>) {
+        self.prefix = bytes;
+        self.prefix_pos = 0;
+    }
+
+    /// Bytes held, not yet delivered.
+    fn pending(&self) -> usize {
+        self.prefix.len() - self.prefix_pos + self.buf.len() + self.pipe.as_ref().map_or(0, Pipe::held)
+    }
+
+    /// Makes the moves readiness allows, once: read, write, and pass the
+    /// source's end on once everything was delivered. True on progress;
+    /// an error says what failed.
+    pub(crate) fn pass(&mut self, src: &mut Side, dst: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
+        if self.bulk && self.pipe.is_none() && self.pending() == 0 {
+            // Bytes held in user space went first; from here on, the pipe.
+            self.bulk = false;
+            self.pipe = pipes.take();
+        }
+        let mut progress = match self.pipe.as_mut() {
+            Some(pipe) => Self::pass_pipe(pipe, &mut self.bytes, src, dst)?,
+            None => self.pass_copy(src, dst)?,
+        };
+        if src.eof && !dst.shut && self.pending() == 0 {
+            dst.shutdown_write()
+                .map_err(|f| format!("{} shutdown failed: {f:?}", dst.name))?;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    fn pass_copy(&mut self, src: &mut Side, dst: &mut Side) -> Result<bool, String> {
+        let mut progress = false;
+        if src.ready.readable && !src.eof && !self.buf.is_full() {
+            let space = self.buf.space();
+            let room = space.len();
+            let io = src.read(space);
+            match io {
+                Some(Io::Done(n)) => {
+                    self.buf.fill(n);
+                    self.bulk |= is_bulk_read(Io::Done(n), room);
+                    progress = true;
+                }
+                Some(Io::Closed) => {
+                    src.eof = true;
+                    progress = true;
+                }
+                Some(Io::Failed(f)) => return Err(format!("{} read failed: {f:?}", src.name)),
+                Some(Io::WouldBlock) | None => {}
+            }
+        }
+        let prefix = &self.prefix[self.prefix_pos..];
+        let pending = prefix.len() + self.buf.len();
+        if dst.ready.writable && pending > 0 {
+            let Some(sock) = dst.sock.as_mut() else {
+                return Err(format!("{} gone", dst.name));
+            };
+            let io = net::write2(sock, prefix, self.buf.data());
+            dst.ready.after_write(io, pending);
+            match io {
+                Io::Done(n) => {
+                    let from_prefix = n.min(prefix.len());
+                    self.prefix_pos += from_prefix;
+                    self.buf.consume(n - from_prefix);
+                    self.bytes += n as u64;
+                    progress = true;
+                }
+                Io::WouldBlock => {}
+                Io::Closed | Io::Failed(_) => return Err(format!("{} write failed: {io:?}", dst.name)),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// As [`pass_copy`](Self::pass_copy), through the pipe. A short splice
+    /// may come from the pipe's slots rather than the socket, so readiness
+    /// is cleared only by WouldBlock, and a WouldBlock with bytes in the
+    /// pipe may be the pipe's: the source stays readable until the pipe is
+    /// drained and it says WouldBlock again.
+    fn pass_pipe(pipe: &mut Pipe, bytes: &mut u64, src: &mut Side, dst: &mut Side) -> Result<bool, String> {
+        let mut progress = false;
+        if src.ready.readable && !src.eof && pipe.room() > 0 {
+            if let Some(sock) = src.sock.as_ref() {
+                match pipe.fill_from(sock) {
+                    Io::Done(_) => progress = true,
+                    Io::WouldBlock if pipe.held() == 0 => src.ready.readable = false,
+                    Io::WouldBlock => {}
+                    Io::Closed => {
+                        src.eof = true;
+                        progress = true;
+                    }
+                    Io::Failed(f) => return Err(format!("{} splice failed: {f:?}", src.name)),
+                }
+            }
+        }
+        if dst.ready.writable && pipe.held() > 0 {
+            let Some(sock) = dst.sock.as_ref() else {
+                return Err(format!("{} gone", dst.name));
+            };
+            match pipe.drain_to(sock) {
+                Io::Done(n) => {
+                    *bytes += n as u64;
+                    progress = true;
+                }
+                Io::WouldBlock => dst.ready.writable = false,
+                io @ (Io::Closed | Io::Failed(_)) => return Err(format!("{} splice failed: {io:?}", dst.name)),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Gives the buffer and the pipe back.
+    pub(crate) fn release(self, pool: &mut BufferPool, pipes: &mut PipePool) {
+        pool.give(self.buf);
+        if let Some(p) = self.pipe {
+            pipes.give(p);
+        }
+    }
+}
