@@ -170,10 +170,7 @@ fn parse_route(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Short('l') | Long("listen") => {
-                let v = value(&mut p, "--listen")?;
-                listen = Some(resolve(&v).map_err(|e| format!("--listen {v}: {e}"))?);
-            }
+            Short('l') | Long("listen") => listen = Some(listen_arg(&mut p)?),
             Short('c') | Long("config") => file = Some(PathBuf::from(value(&mut p, "--config")?)),
             Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
             Value(v) => {
@@ -227,10 +224,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Short('l') | Long("listen") => {
-                let v = value(&mut p, "--listen")?;
-                listen = Some(resolve(&v).map_err(|e| format!("--listen {v}: {e}"))?);
-            }
+            Short('l') | Long("listen") => listen = Some(listen_arg(&mut p)?),
             Short('m') | Long("master") => {
                 if master.is_some() {
                     return Err("--master is given twice; there is exactly one master".into());
@@ -296,6 +290,11 @@ fn value(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
     let v = p.value().map_err(|_| format!("{flag} needs a value"))?;
     v.into_string()
         .map_err(|_| format!("{flag}: the value is not valid UTF-8"))
+}
+
+fn listen_arg(p: &mut lexopt::Parser) -> Result<SocketAddr, String> {
+    let v = value(p, "--listen")?;
+    resolve(&v).map_err(|e| format!("--listen {v}: {e}"))
 }
 
 fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, String> {

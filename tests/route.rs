@@ -51,6 +51,13 @@ fn routes(toml: &str) -> TestRelay {
     start(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules)
 }
 
+/// A relay whose only rule is a default to `addr`, after these settings.
+fn default_to(addr: SocketAddr, settings: &str) -> TestRelay {
+    routes(&format!(
+        "{settings}[[rule]]\nname = \"all\"\ndefault = true\nto = [\"{addr}\"]\n"
+    ))
+}
+
 /// Sends back what it reads; passes the end on.
 fn echo() -> TestBackend {
     TestBackend::start(|conn, _| {
@@ -514,16 +521,7 @@ fn peek_timeout_sends_a_silent_client_to_the_default() {
 #[test]
 fn a_lone_default_decides_without_waiting_for_bytes() {
     let backend = greeter();
-    let relay = routes(&format!(
-        r#"
-        peek_timeout = "10s"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        backend.addr
-    ));
+    let relay = default_to(backend.addr, "peek_timeout = \"10s\"\n");
     let t = Instant::now();
     let mut c = connect(relay.addr);
     assert_eq!(read_exact(&mut c, 11), b"220 ready\r\n");
@@ -571,16 +569,7 @@ fn max_peek_gives_up_to_the_default_or_closes() {
 #[test]
 fn inactivity_timeout_closes_an_idle_splice() {
     let backend = echo();
-    let relay = routes(&format!(
-        r#"
-        inactivity_timeout = "300ms"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        backend.addr
-    ));
+    let relay = default_to(backend.addr, "inactivity_timeout = \"300ms\"\n");
     let mut c = connect(relay.addr);
     // Traffic keeps it open past the timeout.
     for _ in 0..4 {
@@ -613,15 +602,7 @@ fn half_close_passes_the_end_on_and_the_answer_back() {
         });
         let _ = conn.write_all(&a);
     });
-    let relay = routes(&format!(
-        r#"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        backend.addr
-    ));
+    let relay = default_to(backend.addr, "");
     let mut c = connect(relay.addr);
     c.write_all(b"the whole question").unwrap();
     c.shutdown(Shutdown::Write).unwrap();
@@ -634,15 +615,7 @@ fn half_close_passes_the_end_on_and_the_answer_back() {
 #[test]
 fn a_backend_that_does_not_read_stops_the_client_instead_of_filling_memory() {
     let backend = TestBackend::start(|_conn, _| thread::sleep(Duration::from_secs(10)));
-    let relay = routes(&format!(
-        r#"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        backend.addr
-    ));
+    let relay = default_to(backend.addr, "");
     let mut c = connect(relay.addr);
     c.set_nonblocking(true).unwrap();
     let chunk = vec![b'x'; 64 * 1024];
@@ -857,15 +830,7 @@ fn bulk_both_ways_at_once_through_a_busy_connection() {
     // Enough bytes that the connection yields to the loop between passes.
     const TOTAL: usize = 96 << 20;
     let backend = echo();
-    let relay = routes(&format!(
-        r#"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        backend.addr
-    ));
+    let relay = default_to(backend.addr, "");
     let mut c = connect(relay.addr);
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut writer = c.try_clone().unwrap();
@@ -899,15 +864,7 @@ fn a_fast_upload_is_delivered_whole_after_the_client_has_finished() {
         }
         let _ = conn.write_all(format!("{n}").as_bytes());
     });
-    let relay = routes(&format!(
-        r#"
-        [[rule]]
-        name = "all"
-        default = true
-        to = ["{}"]
-        "#,
-        sink.addr
-    ));
+    let relay = default_to(sink.addr, "");
     let mut c = connect(relay.addr);
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let block = vec![7u8; 1 << 20];
