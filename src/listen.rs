@@ -9,11 +9,17 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::net::{AcceptError, accept_error};
 
 /// How long accepting pauses after an accept error such as EMFILE.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Connections the kernel queues before they are accepted (capped by
+/// `net.core.somaxconn`). The standard library's 128 drops SYNs under a
+/// burst of new connections.
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// A listener with its readiness and pause.
 #[derive(Debug)]
@@ -25,9 +31,15 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Binds `addr`.
+    /// Binds `addr` (with `SO_REUSEADDR`, as servers do, and a backlog of
+    /// [`LISTEN_BACKLOG`]).
     pub(crate) fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener = TcpListener::from_std(socket.into());
         let local_addr = listener.local_addr()?;
         Ok(Acceptor {
             listener: Some(listener),

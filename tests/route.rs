@@ -913,3 +913,65 @@ fn one_server_runs_the_router_in_front_of_the_proxy() {
     stop.stop(ShutdownMode::Graceful);
     loop_thread.join().unwrap();
 }
+
+#[test]
+fn urgent_data_does_not_cut_a_spliced_stream() {
+    // splice(2) stops at TCP urgent data; the router must notice and copy.
+    let sink = TestBackend::start(|conn, _| {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0;
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        let _ = conn.write_all(format!("{n}").as_bytes());
+    });
+    let relay = default_to(sink.addr, "");
+    let c = connect(relay.addr);
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let block = vec![1u8; 1 << 20];
+    let mut w = &c;
+    for _ in 0..4 {
+        w.write_all(&block).unwrap();
+    }
+    let sock = socket2::SockRef::from(&c);
+    assert_eq!(sock.send_out_of_band(b"!").unwrap(), 1);
+    w.write_all(&block).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut c = c;
+    // The urgent byte travels out of band: the backend reads the rest.
+    assert_eq!(read_to_close(&mut c), (5usize << 20).to_string().as_bytes());
+}
+
+/// Closes every connection before it sends a byte.
+struct Refuser;
+
+impl Router for Refuser {
+    fn route(&mut self, _: &[u8], _: SocketAddr) -> Decision {
+        Decision::Close
+    }
+}
+
+#[test]
+fn a_backlog_of_connections_closed_at_once_is_accepted_without_recursion() {
+    let mut relay = Relay::new(kage::route::Settings::new("127.0.0.1:0".parse().unwrap()), Refuser).unwrap();
+    let addr = relay.local_addr();
+    // Queued in the backlog before the loop runs (more than the standard
+    // library's backlog of 128 would take): accepted in one go.
+    let clients: Vec<TcpStream> = (0..400).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut server = Server::new().unwrap();
+    let stop = server.stop_handle();
+    // A small stack: accepting must not nest a call per closed connection.
+    let loop_thread = thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || server.run(&mut [&mut relay], 1).unwrap())
+        .unwrap();
+    for mut c in clients {
+        c.set_read_timeout(Some(QUICK)).unwrap();
+        assert_eq!(read_to_close(&mut c), b"");
+    }
+    stop.stop(ShutdownMode::Graceful);
+    loop_thread.join().unwrap();
+}

@@ -23,8 +23,8 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::buffer::BufferPool;
-pub use crate::listen::ACCEPT_PAUSE;
 use crate::listen::Acceptor;
+pub use crate::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
 pub use crate::server::FAST_SHUTDOWN_GRACE;
 pub use crate::sweep::SWEEP_INTERVAL;
 use crate::sweep::Sweep;

@@ -86,6 +86,8 @@ pub(crate) struct Conn {
     since: Instant,
     /// The last pump stopped at its budget with work left.
     pub(crate) yielded: bool,
+    /// In the relay's list of connections to pump again.
+    pub(crate) queued: bool,
 }
 
 impl Conn {
@@ -113,6 +115,7 @@ impl Conn {
             accepted: now,
             since: now,
             yielded: false,
+            queued: false,
         }
     }
 
@@ -226,7 +229,7 @@ impl Conn {
             self.asked = true;
             let d = cx.router.route(&[], self.peer);
             self.apply(cx, pool, d, true);
-            return self.stage != Stage::Peek;
+            return true;
         }
         let max_peek = cx.settings.max_peek;
         let room = max_peek.saturating_sub(self.up.buf.len());
@@ -243,11 +246,13 @@ impl Conn {
             Io::Done(k) => {
                 self.up.buf.fill(k);
                 let mut d = cx.router.route(self.up.buf.data(), peer);
+                let mut may_wait = true;
                 if d == Decision::Wait && self.up.buf.len() >= max_peek {
                     warn!("{peer}: no decision after max_peek ({max_peek} bytes); giving up to the router");
                     d = cx.router.on_give_up(self.up.buf.data(), peer);
+                    may_wait = false;
                 }
-                self.apply(cx, pool, d, true);
+                self.apply(cx, pool, d, may_wait);
             }
             Io::Closed => {
                 self.client.eof = true;
@@ -273,7 +278,13 @@ impl Conn {
     /// (a give-up or connect-error callback) closes.
     fn apply<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool, d: Decision, may_wait: bool) {
         match d {
-            Decision::Remote(addrs) => self.connect_to(cx, pool, addrs),
+            Decision::Remote(addrs) => {
+                // The peeked bytes go as they are, whatever an earlier
+                // decision replaced them with.
+                self.up.set_prefix(Vec::new());
+                self.replaced = 0;
+                self.connect_to(cx, pool, addrs);
+            }
             Decision::RemoteWith(addrs, bytes) => {
                 self.up.set_prefix(bytes);
                 self.replaced = self.up.buf.len();
@@ -289,6 +300,14 @@ impl Conn {
     }
 
     fn close_with<R>(&mut self, cx: &mut Cx<'_, R>, bytes: Vec<u8>) {
+        if self.client.shut {
+            debug!(
+                "{}: the client's side is already shut: closing without the reply",
+                self.peer
+            );
+            self.finish(cx.registry);
+            return;
+        }
         debug!("{}: replying {} bytes and closing", self.peer, bytes.len());
         self.server.close(cx.registry);
         self.reply = bytes;
@@ -420,7 +439,11 @@ impl Conn {
             let io = net::write(sock, rest);
             self.client.ready.after_write(io, rest.len());
             match io {
-                Io::Done(n) => self.reply_pos += n,
+                Io::Done(n) => {
+                    self.reply_pos += n;
+                    // The linger counts from the last byte that moved.
+                    self.since = cx.now;
+                }
                 Io::WouldBlock => return false,
                 Io::Closed | Io::Failed(_) => self.finish(cx.registry),
             }

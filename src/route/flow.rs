@@ -68,6 +68,9 @@ pub(crate) struct Flow {
     /// Once the stream proved bulk: the pipe its bytes now take.
     pipe: Option<Pipe>,
     bulk: bool,
+    /// The stream hit something splice does not move (urgent data): it
+    /// copies from then on.
+    copy_only: bool,
     /// Bytes delivered.
     pub(crate) bytes: u64,
 }
@@ -80,6 +83,7 @@ impl Flow {
             prefix_pos: 0,
             pipe: None,
             bulk: false,
+            copy_only: false,
             bytes: 0,
         }
     }
@@ -98,13 +102,20 @@ impl Flow {
     /// source's end on once everything was delivered. True on progress;
     /// an error says what failed.
     pub(crate) fn pass(&mut self, src: &mut Side, dst: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
-        if self.bulk && self.pipe.is_none() && self.pending() == 0 {
+        if self.bulk && !self.copy_only && self.pipe.is_none() && self.pending() == 0 {
             // Bytes held in user space went first; from here on, the pipe.
             self.bulk = false;
             self.pipe = pipes.take();
         }
         let mut progress = match self.pipe.as_mut() {
-            Some(pipe) => Self::pass_pipe(pipe, &mut self.bytes, src, dst)?,
+            Some(pipe) => {
+                let (progress, confirm) = Self::pass_pipe(pipe, &mut self.bytes, src, dst)?;
+                if confirm {
+                    self.confirm_end(src, pipes)?
+                } else {
+                    progress
+                }
+            }
             None => self.pass_copy(src, dst)?,
         };
         if src.eof && !dst.shut && self.pending() == 0 {
@@ -162,19 +173,19 @@ impl Flow {
     /// may come from the pipe's slots rather than the socket, so readiness
     /// is cleared only by WouldBlock, and a WouldBlock with bytes in the
     /// pipe may be the pipe's: the source stays readable until the pipe is
-    /// drained and it says WouldBlock again.
-    fn pass_pipe(pipe: &mut Pipe, bytes: &mut u64, src: &mut Side, dst: &mut Side) -> Result<bool, String> {
+    /// drained and it says WouldBlock again. Splice also stops at urgent
+    /// data, saying WouldBlock (or 0 after a FIN) with bytes still queued:
+    /// so an empty-pipe WouldBlock or end is only reported, as the second
+    /// value, for [`confirm_end`](Self::confirm_end) to check.
+    fn pass_pipe(pipe: &mut Pipe, bytes: &mut u64, src: &mut Side, dst: &mut Side) -> Result<(bool, bool), String> {
         let mut progress = false;
         if src.ready.readable && !src.eof && pipe.room() > 0 {
             if let Some(sock) = src.sock.as_ref() {
                 match pipe.fill_from(sock) {
                     Io::Done(_) => progress = true,
-                    Io::WouldBlock if pipe.held() == 0 => src.ready.readable = false,
-                    Io::WouldBlock => {}
-                    Io::Closed => {
-                        src.eof = true;
-                        progress = true;
-                    }
+                    Io::WouldBlock | Io::Closed if pipe.held() == 0 => return Ok((progress, true)),
+                    // Ends once the pipe is drained, confirmed then.
+                    Io::WouldBlock | Io::Closed => {}
                     Io::Failed(f) => return Err(format!("{} splice failed: {f:?}", src.name)),
                 }
             }
@@ -192,7 +203,33 @@ impl Flow {
                 io @ (Io::Closed | Io::Failed(_)) => return Err(format!("{} splice failed: {io:?}", dst.name)),
             }
         }
-        Ok(progress)
+        Ok((progress, false))
+    }
+
+    /// The pipe is empty and splice found nothing more: one plain read
+    /// tells an empty queue or an end from urgent data splice stops at. On
+    /// bytes, the stream leaves the pipe for good and copies.
+    fn confirm_end(&mut self, src: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
+        match src.read(self.buf.space()) {
+            Some(Io::Done(n)) => {
+                log::debug!(
+                    "{}: splice stopped with bytes queued (urgent data?); copying from now on",
+                    src.name
+                );
+                self.buf.fill(n);
+                self.copy_only = true;
+                if let Some(p) = self.pipe.take() {
+                    pipes.give(p);
+                }
+                Ok(true)
+            }
+            Some(Io::Closed) => {
+                src.eof = true;
+                Ok(true)
+            }
+            Some(Io::WouldBlock) | None => Ok(false),
+            Some(Io::Failed(f)) => Err(format!("{} read failed: {f:?}", src.name)),
+        }
     }
 
     /// Gives the buffer and the pipe back.

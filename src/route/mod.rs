@@ -19,6 +19,13 @@
 //!   `shutdown(Write)` on the other once its bytes are delivered, and the
 //!   pair closes when both ends were passed on. A busy connection yields
 //!   after [`SPLICE_PASSES`] passes so that others are served.
+//!   A stream whose reads fill its buffer is bulk: once its buffer is
+//!   flushed it moves through a pipe with `splice(2)` (Linux), without
+//!   copies through user space ([`MAX_PIPES`], [`PIPE_SIZE`]).
+//!
+//! Writes use `writev` and `splice`, which raise SIGPIPE on a closed peer:
+//! Rust programs ignore SIGPIPE from the start; a host that restores it
+//! must ignore it again.
 
 pub mod config;
 mod conn;
@@ -30,9 +37,10 @@ pub mod sni;
 
 use std::net::SocketAddr;
 
+pub use crate::listen::LISTEN_BACKLOG;
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
 pub use pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
-pub use relay::{Relay, Settings};
+pub use relay::{MAX_TIMEOUT, Relay, Settings};
 pub use rules::{Action, Matcher, Rule, Rules, Verdict};
 
 /// What to do with a connection, given the bytes it has sent so far.

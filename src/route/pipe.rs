@@ -34,7 +34,7 @@ mod sys {
     use std::io;
     use std::os::fd::{AsFd, OwnedFd};
 
-    use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_setpipe_size, pipe_with, splice};
+    use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice};
 
     use super::PIPE_SIZE;
     use crate::net::{self, Io};
@@ -51,8 +51,11 @@ mod sys {
     impl Pipe {
         pub(crate) fn new() -> io::Result<Pipe> {
             let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
-            // A smaller pipe still works: keep the kernel's default then.
-            let capacity = fcntl_setpipe_size(&write, PIPE_SIZE).unwrap_or(16 * 4096);
+            // A smaller pipe still works: keep what the kernel gave then.
+            let capacity = match fcntl_setpipe_size(&write, PIPE_SIZE) {
+                Ok(n) => n,
+                Err(_) => fcntl_getpipe_size(&write)?,
+            };
             Ok(Pipe {
                 read,
                 write,

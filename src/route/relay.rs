@@ -24,6 +24,9 @@ use crate::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
 use crate::sweep::Sweep;
 use crate::tokens::{Target, Tokens};
 
+/// Longest timeout accepted (deadlines are instants: they must not overflow).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
 /// What a [`Relay`] is told: where to listen, its limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -63,6 +66,17 @@ impl Settings {
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
         }
+        let timeouts = [
+            ("connect_timeout", self.connect_timeout),
+            ("inactivity_timeout", self.inactivity_timeout),
+            ("peek_timeout", self.peek_timeout),
+        ];
+        if let Some((name, _)) = timeouts.iter().find(|(_, d)| *d > MAX_TIMEOUT) {
+            return Err(format!(
+                "{name} must be at most {} days",
+                MAX_TIMEOUT.as_secs() / 86_400
+            ));
+        }
         let zero = [
             ("connect_timeout", self.connect_timeout),
             ("inactivity_timeout", self.inactivity_timeout),
@@ -90,6 +104,9 @@ pub struct Relay<R: Router> {
     hot_spare: Vec<usize>,
     /// When the first of `hot` yielded: a deadline already past.
     hot_since: Option<Instant>,
+    /// A connection ended while accepting may be pending: accept once the
+    /// current event is handled (not from inside a pump: no recursion).
+    wants_accept: bool,
     pool: BufferPool,
     pipes: PipePool,
     draining: bool,
@@ -113,6 +130,7 @@ impl<R: Router> Relay<R> {
             hot: Vec::new(),
             hot_spare: Vec::new(),
             hot_since: None,
+            wants_accept: false,
             pool: BufferPool::default(),
             pipes: PipePool::new(),
             draining: false,
@@ -190,6 +208,7 @@ impl<R: Router> Relay<R> {
                 }
             }
         }
+        self.accept_if_wanted(registry, now);
         true
     }
 
@@ -217,6 +236,9 @@ impl<R: Router> Relay<R> {
         self.hot_since = None;
         let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
         for &slot in &hot {
+            if let Some(c) = self.conns.get_mut(slot) {
+                c.queued = false;
+            }
             self.pump(registry, slot, now);
         }
         self.hot_spare = hot;
@@ -241,6 +263,7 @@ impl<R: Router> Relay<R> {
             self.with_conn(registry, slot, now, |c, cx, pool| c.on_timeout(cx, pool));
         }
         self.sweep.put_back(due);
+        self.accept_if_wanted(registry, now);
     }
 
     /// Stops accepting. Graceful: routed connections run until they end.
@@ -278,6 +301,12 @@ impl<R: Router> Relay<R> {
         }
     }
 
+    fn accept_if_wanted(&mut self, registry: &Registry, now: Instant) {
+        while std::mem::take(&mut self.wants_accept) && self.acceptor.may_accept() {
+            self.accept(registry, now);
+        }
+    }
+
     fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
         self.with_conn(registry, slot, now, |c, cx, pool| c.pump(cx, pool));
     }
@@ -306,12 +335,11 @@ impl<R: Router> Relay<R> {
         if c.is_done() {
             let c = self.conns.remove(slot);
             c.close_all(registry, &mut self.pool, &mut self.pipes);
-            if self.acceptor.may_accept() {
-                self.accept(registry, now);
-            }
+            self.wants_accept = true;
             return;
         }
-        if c.yielded && !self.hot.contains(&slot) {
+        if c.yielded && !c.queued {
+            c.queued = true;
             self.hot.push(slot);
             self.hot_since.get_or_insert(now);
         }
