@@ -56,6 +56,9 @@ pub struct Readiness {
     pub readable: bool,
     /// Writing may make progress.
     pub writable: bool,
+    /// TCP urgent data arrived (`EPOLLPRI`, when registered for it); kept
+    /// until the reader clears it.
+    pub urgent: bool,
     read_closed: bool,
 }
 
@@ -66,6 +69,7 @@ impl Readiness {
         Readiness {
             readable: event.is_readable() || event.is_read_closed() || error,
             writable: event.is_writable() || event.is_write_closed() || error,
+            urgent: event.is_priority(),
             read_closed: event.is_read_closed() || error,
         }
     }
@@ -74,6 +78,7 @@ impl Readiness {
     pub fn merge(&mut self, new: Readiness) {
         self.readable |= new.readable;
         self.writable |= new.writable;
+        self.urgent |= new.urgent;
         self.read_closed |= new.read_closed;
     }
 

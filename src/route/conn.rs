@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use mio::Registry;
 use mio::net::TcpStream;
-use mio::{Interest, Registry};
 
 use super::flow::{Flow, Side};
-use super::pipe::PipePool;
+use super::pipe::{self, PipePool};
 use super::relay::Settings;
 use super::{Decision, Router};
 use crate::buffer::{Buffer, BufferPool};
@@ -334,10 +334,7 @@ impl Conn {
             match TcpStream::connect(addr) {
                 Ok(mut sock) => {
                     let token = cx.tokens.backend(cx.slot, 0);
-                    if let Err(e) = cx
-                        .registry
-                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
-                    {
+                    if let Err(e) = cx.registry.register(&mut sock, token, pipe::interest()) {
                         warn!("{peer}: cannot register the connection to {addr}: {e}");
                         continue;
                     }

@@ -68,9 +68,6 @@ pub(crate) struct Flow {
     /// Once the stream proved bulk: the pipe its bytes now take.
     pipe: Option<Pipe>,
     bulk: bool,
-    /// The stream hit something splice does not move (urgent data): it
-    /// copies from then on.
-    copy_only: bool,
     /// Bytes delivered.
     pub(crate) bytes: u64,
 }
@@ -83,7 +80,6 @@ impl Flow {
             prefix_pos: 0,
             pipe: None,
             bulk: false,
-            copy_only: false,
             bytes: 0,
         }
     }
@@ -102,19 +98,16 @@ impl Flow {
     /// source's end on once everything was delivered. True on progress;
     /// an error says what failed.
     pub(crate) fn pass(&mut self, src: &mut Side, dst: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
-        if self.bulk && !self.copy_only && self.pipe.is_none() && self.pending() == 0 {
-            // Bytes held in user space went first; from here on, the pipe.
+        if self.bulk && self.pipe.is_none() && self.pending() == 0 {
             self.bulk = false;
             self.pipe = pipes.take();
         }
-        let mut progress = match self.pipe.as_mut() {
+        // Bytes held in user space go first: the pipe (then empty) waits.
+        let in_user_space = self.buf.len() + self.prefix.len() - self.prefix_pos;
+        let mut progress = match self.pipe.as_mut().filter(|_| in_user_space == 0) {
             Some(pipe) => {
                 let (progress, confirm) = Self::pass_pipe(pipe, &mut self.bytes, src, dst)?;
-                if confirm {
-                    self.confirm_end(src, pipes)?
-                } else {
-                    progress
-                }
+                if confirm { self.confirm_end(src)? } else { progress }
             }
             None => self.pass_copy(src, dst)?,
         };
@@ -175,16 +168,19 @@ impl Flow {
     /// pipe may be the pipe's: the source stays readable until the pipe is
     /// drained and it says WouldBlock again. Splice also stops at urgent
     /// data, saying WouldBlock (or 0 after a FIN) with bytes still queued:
-    /// so an empty-pipe WouldBlock or end is only reported, as the second
-    /// value, for [`confirm_end`](Self::confirm_end) to check.
+    /// so an end, or a WouldBlock after urgent data was signalled, is only
+    /// reported, as the second value, for [`confirm_end`](Self::confirm_end)
+    /// to check.
     fn pass_pipe(pipe: &mut Pipe, bytes: &mut u64, src: &mut Side, dst: &mut Side) -> Result<(bool, bool), String> {
         let mut progress = false;
         if src.ready.readable && !src.eof && pipe.room() > 0 {
             if let Some(sock) = src.sock.as_ref() {
                 match pipe.fill_from(sock) {
                     Io::Done(_) => progress = true,
-                    Io::WouldBlock | Io::Closed if pipe.held() == 0 => return Ok((progress, true)),
-                    // Ends once the pipe is drained, confirmed then.
+                    // An end is confirmed once the pipe is drained.
+                    Io::Closed if pipe.held() == 0 => return Ok((progress, true)),
+                    Io::WouldBlock if pipe.held() == 0 && src.ready.urgent => return Ok((progress, true)),
+                    Io::WouldBlock if pipe.held() == 0 => src.ready.readable = false,
                     Io::WouldBlock | Io::Closed => {}
                     Io::Failed(f) => return Err(format!("{} splice failed: {f:?}", src.name)),
                 }
@@ -207,27 +203,25 @@ impl Flow {
     }
 
     /// The pipe is empty and splice found nothing more: one plain read
-    /// tells an empty queue or an end from urgent data splice stops at. On
-    /// bytes, the stream leaves the pipe for good and copies.
-    fn confirm_end(&mut self, src: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
+    /// tells an empty queue or an end from urgent data splice stops at (a
+    /// plain read steps over the urgent mark). Bytes it finds are copied,
+    /// and the pipe takes over again once they are delivered.
+    fn confirm_end(&mut self, src: &mut Side) -> Result<bool, String> {
         match src.read(self.buf.space()) {
             Some(Io::Done(n)) => {
-                log::debug!(
-                    "{}: splice stopped with bytes queued (urgent data?); copying from now on",
-                    src.name
-                );
                 self.buf.fill(n);
-                self.copy_only = true;
-                if let Some(p) = self.pipe.take() {
-                    pipes.give(p);
-                }
                 Ok(true)
             }
+            // The queue is empty: any urgent mark is behind us.
             Some(Io::Closed) => {
+                src.ready.urgent = false;
                 src.eof = true;
                 Ok(true)
             }
-            Some(Io::WouldBlock) | None => Ok(false),
+            Some(Io::WouldBlock) | None => {
+                src.ready.urgent = false;
+                Ok(false)
+            }
             Some(Io::Failed(f)) => Err(format!("{} read failed: {f:?}", src.name)),
         }
     }

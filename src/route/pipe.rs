@@ -209,6 +209,15 @@ impl PipePool {
     }
 }
 
+/// What a routed socket is registered for: also urgent data on Linux,
+/// which splice stops at (see `Flow`).
+pub(crate) fn interest() -> mio::Interest {
+    let rw = mio::Interest::READABLE | mio::Interest::WRITABLE;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let rw = rw | mio::Interest::PRIORITY;
+    rw
+}
+
 /// Whether a read of `n` bytes into `room` marks a stream as bulk.
 pub(crate) fn is_bulk_read(io: Io, room: usize) -> bool {
     matches!(io, Io::Done(n) if n == room && n >= BULK_READ)

@@ -6,8 +6,8 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
+use mio::Registry;
 use mio::event::Event;
-use mio::{Interest, Registry};
 use slab::Slab;
 
 use super::Router;
@@ -15,7 +15,7 @@ use super::config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
 };
 use super::conn::{Conn, Cx};
-use super::pipe::PipePool;
+use super::pipe::{self, PipePool};
 use crate::buffer::BufferPool;
 use crate::listen::Acceptor;
 use crate::net::Readiness;
@@ -289,7 +289,7 @@ impl<R: Router> Relay<R> {
             };
             let entry = self.conns.vacant_entry();
             let slot = entry.key();
-            if let Err(e) = registry.register(&mut sock, tokens.client(slot), Interest::READABLE | Interest::WRITABLE) {
+            if let Err(e) = registry.register(&mut sock, tokens.client(slot), pipe::interest()) {
                 warn!("{peer}: cannot register the connection: {e}");
                 continue;
             }
