@@ -67,7 +67,7 @@ impl Matcher {
             Matcher::TlsSni(pattern) => match sni::server_name(buf) {
                 Sni::NeedMore => Verdict::NeedMore,
                 Sni::NotTls | Sni::Name(None) => Verdict::NoMatch,
-                Sni::Name(Some(name)) if name_matches(pattern, name) => Verdict::Match,
+                Sni::Name(Some(name)) if name_matches(pattern, &name) => Verdict::Match,
                 Sni::Name(Some(_)) => Verdict::NoMatch,
             },
         }

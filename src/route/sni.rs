@@ -1,59 +1,96 @@
 //! The server name of a TLS ClientHello, read from the first bytes of a
 //! connection without decrypting anything.
 
-/// Most bytes of handshake message this reader looks into (one record).
+use std::borrow::Cow;
+
+/// Most bytes of ClientHello this reader looks into (header included).
 pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
 
+/// Largest TLS record payload (RFC 8446 §5.1).
+pub const MAX_RECORD: usize = 16 * 1024;
+
 /// What the bytes so far say about a server name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sni<'a> {
     /// Not (the start of) a TLS ClientHello.
     NotTls,
     /// A ClientHello so far; more bytes are needed.
     NeedMore,
-    /// A complete ClientHello, with this `host_name`, if it sent one.
-    Name(Option<&'a [u8]>),
+    /// A complete ClientHello, with this `host_name`, if it sent one
+    /// (borrowed from the input unless the hello spans several records).
+    Name(Option<Cow<'a, [u8]>>),
 }
 
-/// Reads the `server_name` extension (RFC 6066) of a ClientHello in the
-/// first TLS record of `buf`. A ClientHello split over several records is
-/// reported as `NotTls` (rare: browsers send theirs in one record).
+/// Reads the `server_name` extension (RFC 6066) of the ClientHello at the
+/// start of `buf`, also when it is split over several handshake records
+/// (some clients fragment theirs on purpose).
 pub fn server_name(buf: &[u8]) -> Sni<'_> {
     let mut r = Reader(buf);
-    // Record: content type 22 (handshake), version, length.
-    match r.u8() {
-        None => return Sni::NeedMore,
-        Some(22) => {}
-        Some(_) => return Sni::NotTls,
-    }
-    let Some(major) = r.u8() else { return Sni::NeedMore };
-    if major != 3 {
-        return Sni::NotTls;
-    }
-    let (Some(_minor), Some(record_len)) = (r.u8(), r.u16()) else {
-        return Sni::NeedMore;
-    };
-    let record_len = usize::from(record_len);
-    if !(4..=MAX_CLIENT_HELLO).contains(&record_len) {
-        return Sni::NotTls;
-    }
-    let Some(record) = r.take(record_len) else {
-        return Sni::NeedMore;
-    };
-    let mut h = Reader(record);
-    // Handshake: type 1 (ClientHello), 24-bit length within the record.
-    if h.u8() != Some(1) {
-        return Sni::NotTls;
-    }
-    let (Some(hi), Some(lo)) = (h.u8(), h.u16()) else {
-        return Sni::NotTls;
-    };
-    let Some(hello) = h.take((usize::from(hi) << 16) | usize::from(lo)) else {
-        return Sni::NotTls;
-    };
-    match hello_server_name(hello) {
-        Some(name) => Sni::Name(name),
-        None => Sni::NotTls,
+    // The handshake bytes: the first record's, or several joined.
+    let mut first: &[u8] = &[];
+    let mut joined: Vec<u8> = Vec::new();
+    loop {
+        // Record: content type 22 (handshake), version 3.x, length.
+        match r.u8() {
+            None => return Sni::NeedMore,
+            Some(22) => {}
+            Some(_) => return Sni::NotTls,
+        }
+        match r.u8() {
+            None => return Sni::NeedMore,
+            Some(3) => {}
+            Some(_) => return Sni::NotTls,
+        }
+        let (Some(_minor), Some(record_len)) = (r.u8(), r.u16()) else {
+            return Sni::NeedMore;
+        };
+        let record_len = usize::from(record_len);
+        if !(1..=MAX_RECORD).contains(&record_len) {
+            return Sni::NotTls;
+        }
+        let Some(payload) = r.take(record_len) else {
+            return Sni::NeedMore;
+        };
+        if first.is_empty() {
+            first = payload;
+        } else {
+            if joined.is_empty() {
+                joined.extend_from_slice(first);
+            }
+            joined.extend_from_slice(payload);
+        }
+        let handshake: &[u8] = if joined.is_empty() { first } else { &joined };
+        // Handshake: type 1 (ClientHello), 24-bit length.
+        match handshake.first() {
+            None => continue,
+            Some(1) => {}
+            Some(_) => return Sni::NotTls,
+        }
+        let Some(&[_, hi, mid, lo]) = handshake.get(..4) else {
+            continue;
+        };
+        let len = usize::from(hi) << 16 | usize::from(mid) << 8 | usize::from(lo);
+        if len + 4 > MAX_CLIENT_HELLO {
+            return Sni::NotTls;
+        }
+        if handshake.len() < 4 + len {
+            continue;
+        }
+        let found = if joined.is_empty() {
+            first
+                .get(4..4 + len)
+                .and_then(hello_server_name)
+                .map(|n| n.map(Cow::Borrowed))
+        } else {
+            joined
+                .get(4..4 + len)
+                .and_then(hello_server_name)
+                .map(|n| n.map(|n| Cow::Owned(n.to_vec())))
+        };
+        return match found {
+            Some(name) => Sni::Name(name),
+            None => Sni::NotTls,
+        };
     }
 }
 
@@ -161,8 +198,49 @@ pub(crate) mod tests {
         for cut in 0..wire.len() {
             assert_eq!(server_name(&wire[..cut]), Sni::NeedMore, "cut {cut}");
         }
-        assert_eq!(server_name(&wire), Sni::Name(Some(&b"secure.example"[..])));
+        assert_eq!(
+            server_name(&wire),
+            Sni::Name(Some(Cow::Borrowed(&b"secure.example"[..])))
+        );
         assert_eq!(server_name(&client_hello(None)), Sni::Name(None));
+    }
+
+    /// The same ClientHello re-framed into records of these payload sizes
+    /// (the last takes the rest).
+    fn fragmented(record: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut hs = &record[5..];
+        let mut out = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let n = if i + 1 == sizes.len() { hs.len() } else { n };
+            out.extend_from_slice(&[22, 3, 1]);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+            out.extend_from_slice(&hs[..n]);
+            hs = &hs[n..];
+        }
+        out
+    }
+
+    #[test]
+    fn reads_a_hello_split_over_records_at_every_split() {
+        let record = client_hello(Some("split.example"));
+        for sizes in [&[1, 0][..], &[2, 0], &[4, 0], &[30, 0], &[1, 1, 1, 40, 0]] {
+            let wire = fragmented(&record, sizes);
+            for cut in 0..wire.len() {
+                assert_eq!(server_name(&wire[..cut]), Sni::NeedMore, "{sizes:?} cut {cut}");
+            }
+            let name = server_name(&wire);
+            assert_eq!(
+                name,
+                Sni::Name(Some(Cow::Owned(b"split.example".to_vec()))),
+                "{sizes:?}"
+            );
+        }
+        // An application-data record between the fragments is not a hello.
+        let mut wire = fragmented(&record, &[10, 0]);
+        wire[10 + 5] = 23;
+        assert_eq!(server_name(&wire), Sni::NotTls);
+        // A zero-length handshake record is not allowed.
+        assert_eq!(server_name(&[22, 3, 1, 0, 0, 1]), Sni::NotTls);
     }
 
     #[test]
@@ -172,8 +250,11 @@ pub(crate) mod tests {
         let mut server_hello = client_hello(Some("a"));
         server_hello[5] = 2;
         assert_eq!(server_name(&server_hello), Sni::NotTls);
-        let mut lying = client_hello(Some("a"));
-        lying[8] = 0xff; // handshake length past the record
-        assert_eq!(server_name(&lying), Sni::NotTls);
+        let mut longer = client_hello(Some("a"));
+        longer[8] = 0xff; // the hello goes on in a record still to come
+        assert_eq!(server_name(&longer), Sni::NeedMore);
+        let mut huge = client_hello(Some("a"));
+        huge[6] = 0x01; // 64 KiB and more: past MAX_CLIENT_HELLO
+        assert_eq!(server_name(&huge), Sni::NotTls);
     }
 }
