@@ -26,6 +26,7 @@ USAGE:
     kage --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
          [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
+         [--pool-idle N] [--pool-idle-timeout DUR]
     kage route --config FILE [--listen ADDR] [--max-connections N]
 
 OPTIONS:
@@ -43,6 +44,9 @@ OPTIONS:
         --sample PERCENT          Share of eligible requests shadowed, 0-100,
                                   picked uniformly [default: 100]
         --max-connections N       Client connections at once [default: 4096]
+        --pool-idle N             Idle keep-alive connections kept per backend
+                                  for later clients; 0 keeps none [default: 64]
+        --pool-idle-timeout DUR   How long a pooled connection may idle [default: 30s]
     -h, --help                    Print this help and exit
     -V, --version                 Print the version and exit
 
@@ -220,6 +224,8 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     );
     let mut sample = 100.0;
     let mut max_connections = None;
+    let mut pool_idle = None;
+    let mut pool_idle_timeout = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -251,6 +257,14 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                     .ok_or_else(|| format!("--sample {v}: expected a percentage from 0 to 100"))?;
             }
             Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
+            Long("pool-idle") => {
+                let v = value(&mut p, "--pool-idle")?;
+                pool_idle = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("--pool-idle {v}: expected a whole number (0 keeps none)"))?,
+                );
+            }
+            Long("pool-idle-timeout") => pool_idle_timeout = Some(duration_arg(&mut p, "--pool-idle-timeout")?),
             Value(v) => {
                 return Err(format!(
                     "unexpected argument {:?}; every option is a flag",
@@ -275,6 +289,12 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     }
     if let Some(n) = max_connections {
         config.max_connections = n;
+    }
+    if let Some(n) = pool_idle {
+        config.pool_idle_per_backend = n;
+    }
+    if let Some(t) = pool_idle_timeout {
+        config.pool_idle_timeout = t;
     }
     config
         .validate()
@@ -390,7 +410,7 @@ mod tests {
         let cmd = parse(args(
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
-             --sample 12.5 --max-connections 10",
+             --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s",
         ))
         .unwrap();
         let Command::Proxy(p) = cmd else {
@@ -402,6 +422,8 @@ mod tests {
         assert_eq!(p.config.backends[1].timeout, Duration::from_millis(500));
         assert_eq!(p.config.client_timeout, Duration::from_secs(60));
         assert_eq!(p.config.max_connections, 10);
+        assert_eq!(p.config.pool_idle_per_backend, 3);
+        assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
         assert_eq!(p.sample, 12.5);
         assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
     }

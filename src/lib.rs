@@ -63,6 +63,9 @@
 //!    are already buffered); a shadowed one has closed the client connection
 //!    as soon as the master's response was flushed, without waiting for the
 //!    shadows.
+//! 7. When the client connection ends, its idle reusable backend connections
+//!    go to per-backend pools shared by all sessions (bounded, with an idle
+//!    timeout); a later session takes the newest live one before connecting.
 //!
 //! The router's life of a connection is in [`route`]: peek, decide, connect
 //! in failover order, replay, splice with backpressure and half-close.

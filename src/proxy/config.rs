@@ -83,6 +83,11 @@ pub struct Config {
     pub capture_cap: usize,
     /// Most client connections at once; past it, accepting waits.
     pub max_connections: usize,
+    /// Idle keep-alive backend connections kept per backend for later
+    /// client connections (0: none are kept past their session).
+    pub pool_idle_per_backend: usize,
+    /// How long a pooled backend connection may stay idle.
+    pub pool_idle_timeout: Duration,
 }
 
 impl Config {
@@ -95,6 +100,8 @@ impl Config {
             shadow_request_cap: DEFAULT_CAPTURE_CAP,
             capture_cap: DEFAULT_CAPTURE_CAP,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            pool_idle_per_backend: super::pool::DEFAULT_POOL_IDLE_PER_BACKEND,
+            pool_idle_timeout: super::pool::DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
 

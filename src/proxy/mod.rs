@@ -8,6 +8,7 @@
 
 mod config;
 mod hooks;
+mod pool;
 mod reply;
 mod session;
 mod upstream;
@@ -34,6 +35,7 @@ pub use config::{
     DEFAULT_SHADOW_METHODS, MAX_BACKENDS, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
+pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
 pub use upstream::BACKEND_BUFFER;
 
@@ -41,6 +43,7 @@ use crate::net::Readiness;
 use crate::server::Service;
 pub use crate::server::ShutdownMode;
 use crate::tokens::{Target, Tokens};
+use pool::Pools;
 use session::{Cx, Session};
 
 /// The shadow proxy: see the [module docs](self).
@@ -55,6 +58,7 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     draining: bool,
     force_close_at: Option<Instant>,
     pool: BufferPool,
+    pools: Pools,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -63,7 +67,9 @@ impl<H: Hooks> Proxy<H> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let acceptor = Acceptor::bind(cfg.listen)?;
+        let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
         Ok(Proxy {
+            pools,
             cfg,
             hooks,
             acceptor,
@@ -100,6 +106,11 @@ impl<H: Hooks> Proxy<H> {
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Idle connections to backend `index` kept for later clients.
+    pub fn pooled(&self, index: usize) -> usize {
+        self.pools.len(index)
     }
 
     /// How many tokens the proxy needs for its configured
@@ -160,10 +171,15 @@ impl<H: Hooks> Proxy<H> {
 
     /// The next moment [`on_timeout`](Self::on_timeout) has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.sweep.deadline(),
+            self.acceptor.deadline(),
+            self.force_close_at,
+            self.pools.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How long the host may wait for events before calling
@@ -180,6 +196,7 @@ impl<H: Hooks> Proxy<H> {
         if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
         }
+        self.pools.expire(now);
         if self.force_close_at.is_some_and(|t| t <= now) {
             self.force_close_at = None;
             let open = self.sessions.len();
@@ -187,7 +204,7 @@ impl<H: Hooks> Proxy<H> {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
             for s in self.sessions.drain() {
-                s.close_all(registry, &mut self.pool);
+                s.close_all(registry, &mut self.pool, &mut self.pools, now);
             }
         }
         let cfg = &self.cfg;
@@ -206,6 +223,7 @@ impl<H: Hooks> Proxy<H> {
     /// after [`FAST_SHUTDOWN_GRACE`] is closed.
     pub fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
         self.acceptor.close(registry, self.sessions.len());
+        self.pools.close();
         self.draining = true;
         if mode == ShutdownMode::Fast && self.force_close_at.is_none() {
             self.force_close_at = Some(now + FAST_SHUTDOWN_GRACE);
@@ -265,6 +283,7 @@ impl<H: Hooks> Proxy<H> {
             next_id: &mut self.next_id,
             draining: self.draining,
             pool: &mut self.pool,
+            pools: &mut self.pools,
         };
         f(s, &mut cx);
     }
@@ -274,7 +293,7 @@ impl<H: Hooks> Proxy<H> {
         let Some(s) = self.sessions.get_mut(slot) else { return };
         if s.is_finished() {
             let s = self.sessions.remove(slot);
-            s.close_all(registry, &mut self.pool);
+            s.close_all(registry, &mut self.pool, &mut self.pools, now);
             if self.acceptor.may_accept() {
                 self.accept(registry, now);
             }

@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 
 use super::config::{Config, Role};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::pool::Pools;
 use super::reply;
 use super::upstream::{State, Upstream};
 use crate::buffer::{Buffer, BufferPool};
@@ -57,6 +58,7 @@ pub(crate) struct Cx<'a, H> {
     pub(crate) next_id: &'a mut u64,
     pub(crate) draining: bool,
     pub(crate) pool: &'a mut BufferPool,
+    pub(crate) pools: &'a mut Pools,
 }
 
 /// One client connection.
@@ -155,11 +157,18 @@ impl Session {
         }
     }
 
-    /// Closes every socket and gives the buffers back to the pool.
-    pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool) {
+    /// Closes every socket and gives the buffers back to the pool; idle
+    /// reusable backend connections go to the shared pools.
+    pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool, pools: &mut Pools, now: Instant) {
         let mut s = self;
         s.close_client(registry);
-        for up in &mut s.ups {
+        for (b, up) in s.ups.iter_mut().enumerate() {
+            if up.state == State::Idle && up.reusable {
+                if let Some(mut sock) = up.sock.take() {
+                    let _ = registry.deregister(&mut sock);
+                    pools.give(b, sock, now);
+                }
+            }
             up.close(registry);
             if let Some(inb) = up.inb.take() {
                 pool.give(inb);
@@ -393,7 +402,12 @@ impl Session {
             if multi {
                 up.report.request_head.clone_from(&up.out);
             }
-            if let Err(f) = up.connect(backend.addr, cx.registry, cx.tokens.backend(cx.slot, b)) {
+            let pooled = if up.sock.is_none() {
+                cx.pools.take(b, cx.now)
+            } else {
+                None
+            };
+            if let Err(f) = up.connect(backend.addr, cx.registry, cx.tokens.backend(cx.slot, b), pooled) {
                 failed.push((b, outcome_of(f)));
             }
         }
@@ -707,7 +721,8 @@ impl Session {
             up.out = head;
             up.out_complete = true;
             let addr = cx.cfg.backends[b].addr;
-            if let Err(f) = up.connect(addr, cx.registry, cx.tokens.backend(cx.slot, b)) {
+            // A fresh connection: a second stale one is not tried.
+            if let Err(f) = up.connect(addr, cx.registry, cx.tokens.backend(cx.slot, b), None) {
                 self.fail(cx, b, outcome_of(f));
             }
             return;

@@ -111,10 +111,29 @@ impl Upstream {
         self.reused = self.sock.is_some();
     }
 
-    /// Opens a connection unless a reusable one is there.
-    pub(crate) fn connect(&mut self, addr: SocketAddr, registry: &Registry, token: Token) -> Result<(), Failure> {
+    /// Opens a connection unless a reusable one is there; `pooled` is an
+    /// idle connection from the shared pool to use first.
+    pub(crate) fn connect(
+        &mut self,
+        addr: SocketAddr,
+        registry: &Registry,
+        token: Token,
+        pooled: Option<TcpStream>,
+    ) -> Result<(), Failure> {
         if self.sock.is_some() {
             return Ok(());
+        }
+        if let Some(mut sock) = pooled {
+            if registry
+                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                .is_ok()
+            {
+                self.sock = Some(sock);
+                self.ready.reset();
+                self.reused = true;
+                self.reusable = false;
+                return Ok(());
+            }
         }
         let mut sock = TcpStream::connect(addr).map_err(|e| Failure::of(&e))?;
         registry
@@ -158,8 +177,9 @@ impl Upstream {
             &self.out[self.out_pos.min(self.out.len())..],
         )?;
         self.out_pos += n;
-        if self.out_pos == self.out.len() && self.out_complete {
-            // Free what a large copy took.
+        // Free what a large copy took, unless the connection was reused: if
+        // it turns out stale the request is sent again from here.
+        if self.out_pos == self.out.len() && self.out_complete && !self.reused {
             self.out.clear();
             self.out_pos = 0;
         }

@@ -1,0 +1,106 @@
+//! Idle keep-alive connections to the backends, shared by all client
+//! sessions: a session that ends leaves its reusable backend connections
+//! here, and a session that needs a connection takes the newest one.
+//!
+//! Pooled sockets are deregistered, so a backend that closes one is only
+//! seen when it is taken: a one-byte `peek` then tells a live connection
+//! (WouldBlock) from a closed or unexpectedly talking one, which is
+//! dropped. A connection that still turns out stale fails before any
+//! response byte and is retried once on a fresh connection, for
+//! idempotent requests only (the session's retry rule).
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+/// Default for [`super::Config::pool_idle_per_backend`].
+pub const DEFAULT_POOL_IDLE_PER_BACKEND: usize = 64;
+/// Default for [`super::Config::pool_idle_timeout`].
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Idle {
+    sock: TcpStream,
+    since: Instant,
+}
+
+/// One queue of idle connections per backend, oldest first.
+pub(crate) struct Pools {
+    idle: Vec<VecDeque<Idle>>,
+    cap: usize,
+    timeout: Duration,
+    /// Shutting down: nothing is pooled any more.
+    closed: bool,
+}
+
+impl Pools {
+    pub(crate) fn new(backends: usize, cap: usize, timeout: Duration) -> Self {
+        Pools {
+            idle: (0..backends).map(|_| VecDeque::new()).collect(),
+            cap,
+            timeout,
+            closed: false,
+        }
+    }
+
+    /// Keeps an idle connection to backend `b` (already deregistered); the
+    /// oldest goes when the pool is full.
+    pub(crate) fn give(&mut self, b: usize, sock: TcpStream, now: Instant) {
+        if self.closed || self.cap == 0 {
+            return;
+        }
+        let Some(q) = self.idle.get_mut(b) else { return };
+        if q.len() >= self.cap {
+            q.pop_front();
+        }
+        q.push_back(Idle { sock, since: now });
+    }
+
+    /// The newest live idle connection to backend `b`.
+    pub(crate) fn take(&mut self, b: usize, now: Instant) -> Option<TcpStream> {
+        let q = self.idle.get_mut(b)?;
+        while let Some(idle) = q.pop_back() {
+            if now.saturating_duration_since(idle.since) >= self.timeout {
+                // Everything older has expired too.
+                q.clear();
+                return None;
+            }
+            match idle.sock.peek(&mut [0u8; 1]) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Some(idle.sock),
+                // Closed (0), bytes nobody asked for, or an error: drop it.
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Idle connections to backend `b` now.
+    pub(crate) fn len(&self, b: usize) -> usize {
+        self.idle.get(b).map_or(0, VecDeque::len)
+    }
+
+    /// When the oldest idle connection expires.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.idle
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|i| i.since + self.timeout)
+            .min()
+    }
+
+    /// Closes the connections idle for the timeout.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        for q in &mut self.idle {
+            while q.front().is_some_and(|i| i.since + self.timeout <= now) {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// Closes every idle connection and pools no more.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.idle.iter_mut().for_each(VecDeque::clear);
+    }
+}
