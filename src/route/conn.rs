@@ -43,6 +43,7 @@ pub(crate) struct Cx<'a, R> {
     pub(crate) tokens: Tokens,
     pub(crate) slot: usize,
     pub(crate) now: Instant,
+    pub(crate) pool: &'a mut BufferPool,
     pub(crate) pipes: &'a mut PipePool,
 }
 
@@ -141,12 +142,12 @@ impl Conn {
 
     /// Makes every move readiness and buffers allow, up to
     /// [`SPLICE_PASSES`] passes.
-    pub(crate) fn pump<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+    pub(crate) fn pump<R: Router>(&mut self, cx: &mut Cx<'_, R>) {
         self.yielded = false;
         for _ in 0..SPLICE_PASSES {
             let progress = match self.stage {
-                Stage::Peek => self.peek(cx, pool),
-                Stage::Connecting => self.check_connect(cx, pool),
+                Stage::Peek => self.peek(cx),
+                Stage::Connecting => self.check_connect(cx),
                 Stage::Splice => self.splice(cx),
                 Stage::Closing => self.closing(cx),
                 Stage::Done => false,
@@ -169,7 +170,7 @@ impl Conn {
         })
     }
 
-    pub(crate) fn on_timeout<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+    pub(crate) fn on_timeout<R: Router>(&mut self, cx: &mut Cx<'_, R>) {
         if self.deadline(cx.settings).is_none_or(|at| at > cx.now) {
             return;
         }
@@ -182,7 +183,7 @@ impl Conn {
                     self.up.buf.len()
                 );
                 let d = cx.router.on_give_up(self.up.buf.data(), peer);
-                self.apply(cx, pool, d, false);
+                self.apply(cx, d, false);
             }
             Stage::Connecting => {
                 info!(
@@ -190,7 +191,7 @@ impl Conn {
                     self.target(),
                     cx.settings.connect_timeout
                 );
-                self.try_next(cx, pool);
+                self.try_next(cx);
             }
             Stage::Splice => match cx.router.on_inactive(peer) {
                 Decision::Wait => self.since = cx.now,
@@ -209,7 +210,7 @@ impl Conn {
             Stage::Closing => self.finish(cx.registry),
             Stage::Done => {}
         }
-        self.pump(cx, pool);
+        self.pump(cx);
     }
 
     fn target(&self) -> String {
@@ -221,14 +222,14 @@ impl Conn {
 
     // ---- peek and decide -------------------------------------------
 
-    fn peek<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) -> bool {
+    fn peek<R: Router>(&mut self, cx: &mut Cx<'_, R>) -> bool {
         if !self.asked {
             // Asked once before any byte: rules that need none (a lone
             // default) decide at once, for protocols where the server
             // speaks first.
             self.asked = true;
             let d = cx.router.route(&[], self.peer);
-            self.apply(cx, pool, d, true);
+            self.apply(cx, d, true);
             return true;
         }
         let max_peek = cx.settings.max_peek;
@@ -252,7 +253,7 @@ impl Conn {
                     d = cx.router.on_give_up(self.up.buf.data(), peer);
                     may_wait = false;
                 }
-                self.apply(cx, pool, d, may_wait);
+                self.apply(cx, d, may_wait);
             }
             Io::Closed => {
                 self.client.eof = true;
@@ -262,7 +263,7 @@ impl Conn {
                 } else {
                     debug!("{peer}: sent {} bytes and its end before a decision", self.up.buf.len());
                     let d = cx.router.on_give_up(self.up.buf.data(), peer);
-                    self.apply(cx, pool, d, false);
+                    self.apply(cx, d, false);
                 }
             }
             Io::WouldBlock => return false,
@@ -276,19 +277,19 @@ impl Conn {
 
     /// Carries out a decision. `Wait` keeps peeking when `may_wait`, else
     /// (a give-up or connect-error callback) closes.
-    fn apply<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool, d: Decision, may_wait: bool) {
+    fn apply<R: Router>(&mut self, cx: &mut Cx<'_, R>, d: Decision, may_wait: bool) {
         match d {
             Decision::Remote(addrs) => {
                 // The peeked bytes go as they are, whatever an earlier
                 // decision replaced them with.
                 self.up.set_prefix(Vec::new());
                 self.replaced = 0;
-                self.connect_to(cx, pool, addrs);
+                self.connect_to(cx, addrs);
             }
             Decision::RemoteWith(addrs, bytes) => {
                 self.up.set_prefix(bytes);
                 self.replaced = self.up.buf.len();
-                self.connect_to(cx, pool, addrs);
+                self.connect_to(cx, addrs);
             }
             Decision::Wait if may_wait && !self.client.eof => {}
             Decision::Wait | Decision::Close => {
@@ -318,15 +319,15 @@ impl Conn {
 
     // ---- connect ----------------------------------------------------
 
-    fn connect_to<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool, addrs: Vec<SocketAddr>) {
+    fn connect_to<R: Router>(&mut self, cx: &mut Cx<'_, R>, addrs: Vec<SocketAddr>) {
         self.addrs = addrs;
         self.next_addr = 0;
-        self.try_next(cx, pool);
+        self.try_next(cx);
     }
 
     /// Starts a connect to the next address; when none is left, asks the
     /// router what now.
-    fn try_next<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) {
+    fn try_next<R: Router>(&mut self, cx: &mut Cx<'_, R>) {
         self.server.close(cx.registry);
         let peer = self.peer;
         while let Some(&addr) = self.addrs.get(self.next_addr) {
@@ -360,11 +361,11 @@ impl Conn {
                 join(&self.addrs)
             );
             let d = cx.router.on_connect_error(self.up.buf.data(), peer);
-            self.apply(cx, pool, d, false);
+            self.apply(cx, d, false);
         }
     }
 
-    fn check_connect<R: Router>(&mut self, cx: &mut Cx<'_, R>, pool: &mut BufferPool) -> bool {
+    fn check_connect<R: Router>(&mut self, cx: &mut Cx<'_, R>) -> bool {
         if !self.server.ready.writable && !self.server.ready.readable {
             return false;
         }
@@ -379,14 +380,14 @@ impl Conn {
             }
             Some(Err(f)) => {
                 info!("{}: connect to {} failed: {f:?}", self.peer, self.target());
-                self.try_next(cx, pool);
+                self.try_next(cx);
                 true
             }
             Some(Ok(())) => {
                 debug!("{}: routed to {}", self.peer, self.target());
                 self.up.buf.consume(self.replaced);
                 self.replaced = 0;
-                self.down.buf = pool.take(SPLICE_BUFFER);
+                self.down.buf = cx.pool.take(SPLICE_BUFFER);
                 self.stage = Stage::Splice;
                 self.since = cx.now;
                 true

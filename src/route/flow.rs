@@ -89,9 +89,14 @@ impl Flow {
         self.prefix_pos = 0;
     }
 
+    /// Bytes held in user space (the prefix and the buffer), not yet sent.
+    fn in_user_space(&self) -> usize {
+        self.prefix.len() - self.prefix_pos + self.buf.len()
+    }
+
     /// Bytes held, not yet delivered.
     fn pending(&self) -> usize {
-        self.prefix.len() - self.prefix_pos + self.buf.len() + self.pipe.as_ref().map_or(0, Pipe::held)
+        self.in_user_space() + self.pipe.as_ref().map_or(0, Pipe::held)
     }
 
     /// Makes the moves readiness allows, once: read, write, and pass the
@@ -103,7 +108,7 @@ impl Flow {
             self.pipe = pipes.take();
         }
         // Bytes held in user space go first: the pipe (then empty) waits.
-        let in_user_space = self.buf.len() + self.prefix.len() - self.prefix_pos;
+        let in_user_space = self.in_user_space();
         let mut progress = match self.pipe.as_mut().filter(|_| in_user_space == 0) {
             Some(pipe) => {
                 let (progress, confirm) = Self::pass_pipe(pipe, &mut self.bytes, src, dst)?;

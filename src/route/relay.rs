@@ -71,21 +71,18 @@ impl Settings {
             ("inactivity_timeout", self.inactivity_timeout),
             ("peek_timeout", self.peek_timeout),
         ];
-        if let Some((name, _)) = timeouts.iter().find(|(_, d)| *d > MAX_TIMEOUT) {
-            return Err(format!(
-                "{name} must be at most {} days",
-                MAX_TIMEOUT.as_secs() / 86_400
-            ));
+        for (name, d) in timeouts {
+            if d.is_zero() {
+                return Err(format!("{name} must be more than zero"));
+            }
+            if d > MAX_TIMEOUT {
+                return Err(format!(
+                    "{name} must be at most {} days",
+                    MAX_TIMEOUT.as_secs() / 86_400
+                ));
+            }
         }
-        let zero = [
-            ("connect_timeout", self.connect_timeout),
-            ("inactivity_timeout", self.inactivity_timeout),
-            ("peek_timeout", self.peek_timeout),
-        ];
-        match zero.iter().find(|(_, d)| d.is_zero()) {
-            Some((name, _)) => Err(format!("{name} must be more than zero")),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 
@@ -260,7 +257,7 @@ impl<R: Router> Relay<R> {
             .sweep
             .take_due(now, self.conns.iter().map(|(slot, c)| (slot, c.deadline(settings))));
         for &slot in &due {
-            self.with_conn(registry, slot, now, |c, cx, pool| c.on_timeout(cx, pool));
+            self.with_conn(registry, slot, now, |c, cx| c.on_timeout(cx));
         }
         self.sweep.put_back(due);
         self.accept_if_wanted(registry, now);
@@ -308,18 +305,12 @@ impl<R: Router> Relay<R> {
     }
 
     fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        self.with_conn(registry, slot, now, |c, cx, pool| c.pump(cx, pool));
+        self.with_conn(registry, slot, now, |c, cx| c.pump(cx));
     }
 
     /// Runs `f` on connection `slot`, then drops it if it is done or folds
     /// its deadline into the sweep.
-    fn with_conn(
-        &mut self,
-        registry: &Registry,
-        slot: usize,
-        now: Instant,
-        f: impl FnOnce(&mut Conn, &mut Cx<'_, R>, &mut BufferPool),
-    ) {
+    fn with_conn(&mut self, registry: &Registry, slot: usize, now: Instant, f: impl FnOnce(&mut Conn, &mut Cx<'_, R>)) {
         let Some(tokens) = self.tokens else { return };
         let Some(c) = self.conns.get_mut(slot) else { return };
         let mut cx = Cx {
@@ -329,9 +320,10 @@ impl<R: Router> Relay<R> {
             tokens,
             slot,
             now,
+            pool: &mut self.pool,
             pipes: &mut self.pipes,
         };
-        f(c, &mut cx, &mut self.pool);
+        f(c, &mut cx);
         if c.is_done() {
             let c = self.conns.remove(slot);
             c.close_all(registry, &mut self.pool, &mut self.pipes);
