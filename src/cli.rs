@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, Role};
+use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
 use crate::route::{Rules, Settings, config as route_config};
 
 /// The help text.
@@ -16,7 +16,9 @@ kage: an HTTP/1 shadow proxy and content-aware TCP router
 Every request goes to the master, whose response goes back to the client.
 Selected requests are also sent to the shadows; their responses are read and
 dropped (comparison comes in a later version), never sent to the client.
-A request sent to shadows is answered with Connection: close.
+By default (Kage's rule) a request sent to shadows is answered with
+Connection: close; with --keep-alive always the client connection stays open,
+backend connections are pooled and shadows finish in the background.
 
 `kage route` is a TCP router: it reads the first bytes of each connection,
 picks a backend by the rules of a routes.toml (prefix, regex, HTTP Host,
@@ -27,6 +29,7 @@ USAGE:
          [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
+         [--keep-alive master-only|always] [--max-pending N]
     kage route --config FILE [--listen ADDR] [--max-connections N]
 
 OPTIONS:
@@ -47,6 +50,12 @@ OPTIONS:
         --pool-idle N             Idle keep-alive connections kept per backend
                                   for later clients; 0 keeps none [default: 64]
         --pool-idle-timeout DUR   How long a pooled connection may idle [default: 30s]
+        --keep-alive MODE         master-only: a shadowed request closes the client
+                                  connection (Kage's rule); always: every request
+                                  may keep it [default: master-only]
+        --max-pending N           With --keep-alive always: most exchanges whose
+                                  client moved on while shadows still answer; past
+                                  it shadow requests are dropped [default: 1024]
     -h, --help                    Print this help and exit
     -V, --version                 Print the version and exit
 
@@ -226,6 +235,8 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut max_connections = None;
     let mut pool_idle = None;
     let mut pool_idle_timeout = None;
+    let mut keep_alive = None;
+    let mut max_pending = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -265,6 +276,19 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                 );
             }
             Long("pool-idle-timeout") => pool_idle_timeout = Some(duration_arg(&mut p, "--pool-idle-timeout")?),
+            Long("keep-alive") => {
+                let v = value(&mut p, "--keep-alive")?;
+                keep_alive = Some(
+                    KeepAlive::parse(&v).ok_or_else(|| format!("--keep-alive {v}: expected master-only or always"))?,
+                );
+            }
+            Long("max-pending") => {
+                let v = value(&mut p, "--max-pending")?;
+                max_pending =
+                    Some(v.parse::<usize>().map_err(|_| {
+                        format!("--max-pending {v}: expected a whole number (0 drops every late shadow)")
+                    })?);
+            }
             Value(v) => {
                 return Err(format!(
                     "unexpected argument {:?}; every option is a flag",
@@ -295,6 +319,12 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     }
     if let Some(t) = pool_idle_timeout {
         config.pool_idle_timeout = t;
+    }
+    if let Some(k) = keep_alive {
+        config.keep_alive = k;
+    }
+    if let Some(n) = max_pending {
+        config.max_pending = n;
     }
     config
         .validate()
@@ -410,7 +440,8 @@ mod tests {
         let cmd = parse(args(
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
-             --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s",
+             --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
+             --keep-alive always --max-pending 7",
         ))
         .unwrap();
         let Command::Proxy(p) = cmd else {
@@ -424,6 +455,8 @@ mod tests {
         assert_eq!(p.config.max_connections, 10);
         assert_eq!(p.config.pool_idle_per_backend, 3);
         assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
+        assert_eq!(p.config.keep_alive, KeepAlive::Always);
+        assert_eq!(p.config.max_pending, 7);
         assert_eq!(p.sample, 12.5);
         assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
     }
@@ -509,6 +542,14 @@ mod tests {
             (
                 "--listen 127.0.0.1:0 --master 127.0.0.1:1 --master 127.0.0.1:2",
                 "twice",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --keep-alive sometimes",
+                "--keep-alive sometimes: expected master-only or always",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --max-pending -1",
+                "--max-pending -1",
             ),
             ("--bogus", "--bogus"),
         ] {

@@ -23,6 +23,8 @@
 //! proxy/ (mio)       Proxy: listener, slab of sessions
 //!                    session: one client connection, one exchange at a time
 //!                    upstream: one backend connection and its capture
+//!                    pending: exchanges whose client moved on (shadows late)
+//!                    pool: idle backend connections shared by sessions
 //!                    hooks: select / munge / backends_finished
 //! listen, sweep,     shared by proxy and router: acceptor (EMFILE pause),
 //! tokens             deadline sweep, token layout
@@ -46,7 +48,9 @@
 //!    Each gets its own [`http::HeadRewrite`] (backend header rules, then
 //!    [`proxy::Hooks::munge_request`]) and its head re-serialized: hop-by-hop
 //!    fields dropped, `Connection: keep-alive` for a master-only request,
-//!    `Connection: close` when shadowed (Kage's rule).
+//!    `Connection: close` when shadowed (Kage's rule, the default
+//!    [`proxy::KeepAlive::MasterOnly`]); with [`proxy::KeepAlive::Always`]
+//!    every backend is asked for keep-alive.
 //! 3. The master (reused if its connection was kept alive) gets the head, then
 //!    body bytes straight from the client buffer as the [`http::BodyDecoder`]
 //!    vouches for them. Shadows get a copy of head and body in their own
@@ -62,10 +66,19 @@
 //!    keep-alive connection then waits for the next request (pipelined bytes
 //!    are already buffered); a shadowed one has closed the client connection
 //!    as soon as the master's response was flushed, without waiting for the
-//!    shadows.
+//!    shadows. With [`proxy::KeepAlive::Always`] a shadowed request keeps the
+//!    client too: shadows still answering when the client has its response
+//!    move to the proxy's backlog (their sockets re-registered on its own
+//!    tokens, so a late answer stays with its own request; a shadow
+//!    connection carries one request at a time) and the session reads the
+//!    next request at once. The hooks see the exchange when its last shadow
+//!    is done. The backlog is bounded: past it, shadow requests are dropped
+//!    and counted ([`proxy::Outcome::Dropped`]), never queued in front of
+//!    the client.
 //! 7. When the client connection ends, its idle reusable backend connections
 //!    go to per-backend pools shared by all sessions (bounded, with an idle
-//!    timeout); a later session takes the newest live one before connecting.
+//!    timeout), as do the shadow connections of finished pending exchanges;
+//!    a later request takes the newest live one before connecting.
 //!
 //! The router's life of a connection is in [`route`]: peek, decide, connect
 //! in failover order, replay, splice with backpressure and half-close.

@@ -15,6 +15,42 @@ pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
 pub const MAX_BACKENDS: usize = 64;
+/// Default for [`Config::max_pending`].
+pub const DEFAULT_MAX_PENDING: usize = 1024;
+
+/// Which exchanges keep the client connection open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KeepAlive {
+    /// Kage's rule: only requests the master alone serves keep the client
+    /// connection; a shadowed request closes the client and every backend
+    /// connection after it.
+    #[default]
+    MasterOnly,
+    /// Every request keeps the client connection when client and master
+    /// allow it. Shadows get keep-alive requests too and their connections
+    /// are pooled; a shadow still answering when the client's response is
+    /// done finishes in the background (see [`Config::max_pending`]).
+    Always,
+}
+
+impl KeepAlive {
+    /// `master-only` or `always`, as the flag takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepAlive::MasterOnly => "master-only",
+            KeepAlive::Always => "always",
+        }
+    }
+
+    /// Parses the flag's value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "master-only" => Some(KeepAlive::MasterOnly),
+            "always" => Some(KeepAlive::Always),
+            _ => None,
+        }
+    }
+}
 
 /// Production or new code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +124,13 @@ pub struct Config {
     pub pool_idle_per_backend: usize,
     /// How long a pooled backend connection may stay idle.
     pub pool_idle_timeout: Duration,
+    /// Which exchanges keep the client connection open.
+    pub keep_alive: KeepAlive,
+    /// With [`KeepAlive::Always`]: most exchanges whose client has moved on
+    /// while shadows still answer. Past it new shadow requests are dropped
+    /// (reported as [`Outcome::Dropped`](super::Outcome::Dropped) and
+    /// counted), never queued in front of the client.
+    pub max_pending: usize,
 }
 
 impl Config {
@@ -102,6 +145,8 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             pool_idle_per_backend: super::pool::DEFAULT_POOL_IDLE_PER_BACKEND,
             pool_idle_timeout: super::pool::DEFAULT_POOL_IDLE_TIMEOUT,
+            keep_alive: KeepAlive::MasterOnly,
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 

@@ -154,11 +154,15 @@ pub enum Outcome {
     Invalid,
     /// The backend closed before its response was complete.
     Truncated,
-    /// The request did not fit the shadow copy cap, or the shadow could not
-    /// keep up with it; it was dropped for this request.
+    /// The request did not fit the shadow copy cap; the shadow was dropped
+    /// for this request.
     TooLarge,
     /// Selected but never sent (the client went away first, or shutdown).
     Skipped,
+    /// A shadow dropped because too many exchanges were still waiting for
+    /// shadows ([`Config::max_pending`](super::Config::max_pending)): not
+    /// sent, or its answer not waited for.
+    Dropped,
 }
 
 impl Outcome {
@@ -173,6 +177,7 @@ impl Outcome {
             Outcome::Truncated => "truncated",
             Outcome::TooLarge => "too_large",
             Outcome::Skipped => "skipped",
+            Outcome::Dropped => "dropped",
         }
     }
 }

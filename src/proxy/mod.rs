@@ -8,6 +8,7 @@
 
 mod config;
 mod hooks;
+mod pending;
 mod pool;
 mod reply;
 mod session;
@@ -32,7 +33,7 @@ use crate::sweep::Sweep;
 
 pub use config::{
     Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SHADOW_METHODS, MAX_BACKENDS, Role,
+    DEFAULT_MAX_PENDING, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
@@ -43,6 +44,7 @@ use crate::net::Readiness;
 use crate::server::Service;
 pub use crate::server::ShutdownMode;
 use crate::tokens::{Target, Tokens};
+use pending::Backlog;
 use pool::Pools;
 use session::{Cx, Session};
 
@@ -59,6 +61,7 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     force_close_at: Option<Instant>,
     pool: BufferPool,
     pools: Pools,
+    backlog: Backlog,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -68,14 +71,16 @@ impl<H: Hooks> Proxy<H> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let acceptor = Acceptor::bind(cfg.listen)?;
         let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
+        let now = Instant::now();
         Ok(Proxy {
             pools,
+            backlog: Backlog::new(cfg.backends.len(), now),
             cfg,
             hooks,
             acceptor,
             sessions: Slab::new(),
             tokens: None,
-            sweep: Sweep::new(Instant::now()),
+            sweep: Sweep::new(now),
             next_id: 0,
             draining: false,
             force_close_at: None,
@@ -113,11 +118,32 @@ impl<H: Hooks> Proxy<H> {
         self.pools.len(index)
     }
 
+    /// Exchanges whose client has moved on while shadows still answer
+    /// (with [`KeepAlive::Always`]).
+    pub fn pending(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Shadow requests to backend `index` dropped so far because too many
+    /// exchanges were pending ([`Outcome::Dropped`]).
+    pub fn dropped(&self, index: usize) -> u64 {
+        self.backlog.dropped(index)
+    }
+
     /// How many tokens the proxy needs for its configured
     /// `max_connections`: one for the listener, then one per client and
-    /// backend connection of each session.
+    /// backend connection of each session, then (with
+    /// [`KeepAlive::Always`]) one per backend of each pending exchange.
     pub fn tokens_needed(&self) -> usize {
-        1 + self.cfg.max_connections * (1 + self.cfg.backends.len())
+        let backends = self.cfg.backends.len();
+        1 + self.cfg.max_connections * (1 + backends) + self.pending_wanted() * backends
+    }
+
+    fn pending_wanted(&self) -> usize {
+        match self.cfg.keep_alive {
+            KeepAlive::Always => self.cfg.max_pending,
+            KeepAlive::MasterOnly => 0,
+        }
     }
 
     /// Registers the listener. Every token the proxy uses lies in `tokens`;
@@ -128,6 +154,7 @@ impl<H: Hooks> Proxy<H> {
             tokens.start,
             tokens.end.saturating_sub(tokens.start),
             self.cfg.backends.len(),
+            self.pending_wanted(),
         );
         if layout.slots() == 0 {
             return Err(io::Error::new(
@@ -136,6 +163,7 @@ impl<H: Hooks> Proxy<H> {
             ));
         }
         self.acceptor.register(registry, layout.listener())?;
+        self.backlog.set_cap(layout.pending_slots());
         self.tokens = Some(layout);
         Ok(())
     }
@@ -165,6 +193,11 @@ impl<H: Hooks> Proxy<H> {
                     self.pump(registry, slot, now);
                 }
             }
+            Target::Pending(slot, b) => {
+                if self.backlog.on_event(slot, b, ready) {
+                    self.pump_pending(registry, tokens, slot, now);
+                }
+            }
         }
         true
     }
@@ -176,6 +209,7 @@ impl<H: Hooks> Proxy<H> {
             self.acceptor.deadline(),
             self.force_close_at,
             self.pools.deadline(),
+            self.backlog.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -206,6 +240,7 @@ impl<H: Hooks> Proxy<H> {
             for s in self.sessions.drain() {
                 s.close_all(registry, &mut self.pool, &mut self.pools, now);
             }
+            self.backlog.close(registry, &mut self.pool);
         }
         let cfg = &self.cfg;
         let due = self
@@ -216,6 +251,14 @@ impl<H: Hooks> Proxy<H> {
             self.after_pump(registry, slot, now);
         }
         self.sweep.put_back(due);
+        self.backlog.on_timeout(
+            &self.cfg,
+            &mut self.hooks,
+            registry,
+            &mut self.pool,
+            &mut self.pools,
+            now,
+        );
     }
 
     /// Stops accepting. Graceful: in-flight exchanges finish, idle and
@@ -236,7 +279,7 @@ impl<H: Hooks> Proxy<H> {
 
     /// Shut down and every connection closed.
     pub fn is_done(&self) -> bool {
-        self.draining && self.sessions.is_empty()
+        self.draining && self.sessions.is_empty() && self.backlog.len() == 0
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant) {
@@ -284,8 +327,33 @@ impl<H: Hooks> Proxy<H> {
             draining: self.draining,
             pool: &mut self.pool,
             pools: &mut self.pools,
+            backlog: &mut self.backlog,
         };
         f(s, &mut cx);
+        self.pump_fresh(registry, tokens, now);
+    }
+
+    /// Pumps the exchanges a session just left in the backlog: readiness
+    /// seen before they moved travels with them.
+    fn pump_fresh(&mut self, registry: &Registry, tokens: Tokens, now: Instant) {
+        let fresh = self.backlog.take_fresh();
+        for &slot in &fresh {
+            self.pump_pending(registry, tokens, slot, now);
+        }
+        self.backlog.put_back_fresh(fresh);
+    }
+
+    fn pump_pending(&mut self, registry: &Registry, tokens: Tokens, slot: usize, now: Instant) {
+        self.backlog.pump(
+            slot,
+            &self.cfg,
+            &mut self.hooks,
+            registry,
+            tokens,
+            &mut self.pool,
+            &mut self.pools,
+            now,
+        );
     }
 
     /// Drops a finished session, or folds its next deadline into the sweep.

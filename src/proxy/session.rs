@@ -14,17 +14,18 @@ use log::{debug, info, warn};
 use mio::Registry;
 use mio::net::TcpStream;
 
-use super::config::{Config, Role};
+use super::config::{Config, KeepAlive};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::pending::{Backlog, Pending, end_failed};
 use super::pool::Pools;
 use super::reply;
-use super::upstream::{State, Upstream};
+use super::upstream::{State, Step, Upstream, outcome_of};
 use crate::buffer::{Buffer, BufferPool};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
-use crate::net::{self, Failure, Io, Readiness};
+use crate::net::{self, Io, Readiness};
 use crate::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
@@ -59,6 +60,7 @@ pub(crate) struct Cx<'a, H> {
     pub(crate) draining: bool,
     pub(crate) pool: &'a mut BufferPool,
     pub(crate) pools: &'a mut Pools,
+    pub(crate) backlog: &'a mut Backlog,
 }
 
 /// One client connection.
@@ -162,17 +164,8 @@ impl Session {
     pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool, pools: &mut Pools, now: Instant) {
         let mut s = self;
         s.close_client(registry);
-        for (b, up) in s.ups.iter_mut().enumerate() {
-            if up.state == State::Idle && up.reusable {
-                if let Some(mut sock) = up.sock.take() {
-                    let _ = registry.deregister(&mut sock);
-                    pools.give(b, sock, now);
-                }
-            }
-            up.close(registry);
-            if let Some(inb) = up.inb.take() {
-                pool.give(inb);
-            }
+        for up in &mut s.ups {
+            up.release(registry, pool, pools, now);
         }
         pool.give(s.cin);
     }
@@ -365,6 +358,8 @@ impl Session {
         self.client_done = false;
         let multi = selection.len() > 1;
         let capture = multi || self.direct.is_none();
+        let always = cx.cfg.keep_alive == KeepAlive::Always;
+        let retryable = self.retryable();
         // Set before dispatching: a backend failing at once may answer the
         // client (and move to Closing) right away.
         self.req_body = BodyDecoder::new(self.req.framing());
@@ -374,12 +369,21 @@ impl Session {
         for b in selection.iter() {
             let backend = &backends[b];
             let direct = self.direct == Some(b);
-            let connection = if !direct || multi {
-                Connection::Close
-            } else if self.req.upgrade() {
+            if !direct && always && cx.backlog.is_full() {
+                // Never queued in front of the client: dropped, counted.
+                debug!("{}: too many exchanges pending; {} dropped", self.peer, backend.name);
+                let up = &mut self.ups[b];
+                up.begin(false, 0, cx.now);
+                up.finish(Outcome::Dropped, cx.now);
+                cx.backlog.count_drop(b);
+                continue;
+            }
+            let connection = if direct && !multi && self.req.upgrade() {
                 Connection::Upgrade
-            } else {
+            } else if always || (direct && !multi) {
                 Connection::KeepAlive
+            } else {
+                Connection::Close
             };
             let mut rw = HeadRewrite::new(connection);
             for name in &backend.remove_headers {
@@ -394,10 +398,12 @@ impl Session {
             }
             cx.hooks.munge_request(backend, &request, &mut rw);
             let up = &mut self.ups[b];
-            if up.sock.is_some() && !(direct && up.reusable) {
+            if up.sock.is_some() && !up.reusable {
                 up.close(cx.registry);
             }
             up.begin(capture, cx.cfg.capture_cap, cx.now);
+            up.asked_keep_alive = connection == Connection::KeepAlive && self.req.keep_alive();
+            up.retryable = retryable;
             write_request(&self.req, &self.req_bytes, &rw, &mut up.out);
             if multi {
                 up.report.request_head.clone_from(&up.out);
@@ -504,16 +510,19 @@ impl Session {
 
     fn drive_upstream<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
         let up = &mut self.ups[b];
+        if up.state == State::Idle {
+            return self.check_idle(cx, b);
+        }
+        if self.direct != Some(b) {
+            let step = up.drive_captured(RequestContext::of(&self.req), cx.pool, cx.now);
+            return self.on_step(cx, b, step);
+        }
         match up.state {
-            State::Idle => return self.check_idle(cx, b),
-            State::Done => return false,
+            State::Idle | State::Done => return false,
             State::Connecting => match up.poll_connect() {
                 Ok(true) => up.last_io = cx.now,
                 Ok(false) => return false,
-                Err(f) => {
-                    self.fail(cx, b, outcome_of(f));
-                    return true;
-                }
+                Err(f) => return self.on_step(cx, b, Step::Failed(outcome_of(f))),
             },
             State::Active => {}
         }
@@ -521,12 +530,11 @@ impl Session {
         match up.write_out() {
             Ok(n) => progress |= n > 0,
             Err(f) => {
-                self.fail_io(cx, b, f);
-                return true;
+                let step = up.io_failed(f);
+                return self.on_step(cx, b, step);
             }
         }
-        let direct = self.direct == Some(b);
-        if direct && self.fwd > 0 && up.out_flushed() {
+        if self.fwd > 0 && up.out_flushed() {
             match up.write_slice(&self.cin.data()[..self.fwd]) {
                 Ok(n) => {
                     self.cin.consume(n);
@@ -534,8 +542,8 @@ impl Session {
                     progress |= n > 0;
                 }
                 Err(f) => {
-                    self.fail_io(cx, b, f);
-                    return true;
+                    let step = self.ups[b].io_failed(f);
+                    return self.on_step(cx, b, step);
                 }
             }
         }
@@ -543,7 +551,7 @@ impl Session {
             // A backend taking request bytes is not idle.
             self.ups[b].last_io = cx.now;
         }
-        if self.phase == Phase::Tunnel && direct {
+        if self.phase == Phase::Tunnel {
             return self.drive_tunnel(cx, b) || progress;
         }
         loop {
@@ -562,12 +570,12 @@ impl Session {
                     self.process_response(cx, b);
                 }
                 Ok(None) => {
-                    self.on_backend_eof(cx, b);
-                    return true;
+                    let step = up.at_eof();
+                    return self.on_step(cx, b, step);
                 }
                 Err(f) => {
-                    self.fail_io(cx, b, f);
-                    return true;
+                    let step = up.io_failed(f);
+                    return self.on_step(cx, b, step);
                 }
             }
         }
@@ -599,10 +607,9 @@ impl Session {
         }
     }
 
-    /// Parses and scans what is buffered from backend `b`.
+    /// Parses and scans what is buffered from the direct master.
     fn process_response<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
         let mut progress = false;
-        let direct = self.direct == Some(b);
         let ctx = RequestContext::of(&self.req);
         loop {
             let up = &mut self.ups[b];
@@ -613,20 +620,13 @@ impl Session {
                 let len = match up.parse_head(ctx) {
                     Ok(None) => return progress,
                     Ok(Some(len)) => len,
-                    Err(e) => {
-                        let name = &cx.cfg.backends[b].name;
-                        warn!("{}: invalid response from {name}: {}", self.peer, e.reason());
-                        self.fail(cx, b, Outcome::Invalid);
-                        return true;
-                    }
+                    Err(e) => return self.on_step(cx, b, Step::Invalid(e)),
                 };
                 progress = true;
                 if up.head.is_interim() {
-                    if direct {
-                        if let Some(inb) = up.inb.as_ref() {
-                            let rw = HeadRewrite::new(Connection::Omit);
-                            queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
-                        }
+                    if let Some(inb) = up.inb.as_ref() {
+                        let rw = HeadRewrite::new(Connection::Omit);
+                        queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
                     }
                     if let Some(inb) = up.inb.as_mut() {
                         inb.consume(len);
@@ -637,27 +637,25 @@ impl Session {
                 up.capture_head(len);
                 let framing = up.head.framing();
                 up.body = BodyDecoder::new(framing);
-                if direct {
-                    let keep = self.req.keep_alive()
-                        && up.head.keep_alive()
-                        && self.selection.len() == 1
-                        && self.req_body.is_done()
-                        && !self.client_eof
-                        && !cx.draining;
-                    self.client_keep_alive = keep;
-                    let connection = match framing {
-                        Framing::Tunnel if up.head.status() == 101 => Connection::Upgrade,
-                        Framing::Tunnel => Connection::Omit,
-                        _ if keep => Connection::KeepAlive,
-                        _ => Connection::Close,
-                    };
-                    if let Some(inb) = up.inb.as_ref() {
-                        let rw = HeadRewrite::new(connection);
-                        queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
-                    }
-                    up.head_forwarded = true;
+                let keep = self.req.keep_alive()
+                    && up.head.keep_alive()
+                    && (self.selection.len() == 1 || cx.cfg.keep_alive == KeepAlive::Always)
+                    && self.req_body.is_done()
+                    && !self.client_eof
+                    && !cx.draining;
+                self.client_keep_alive = keep;
+                let connection = match framing {
+                    Framing::Tunnel if up.head.status() == 101 => Connection::Upgrade,
+                    Framing::Tunnel => Connection::Omit,
+                    _ if keep => Connection::KeepAlive,
+                    _ => Connection::Close,
+                };
+                if let Some(inb) = up.inb.as_ref() {
+                    let rw = HeadRewrite::new(connection);
+                    queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
                 }
-                up.reusable = direct && self.selection.len() == 1 && up.head.keep_alive() && self.req.keep_alive();
+                up.head_forwarded = true;
+                up.reusable = up.asked_keep_alive && up.head.keep_alive();
                 if let Some(inb) = up.inb.as_mut() {
                     inb.consume(len);
                 }
@@ -671,21 +669,11 @@ impl Session {
                 }
             }
             let up = &mut self.ups[b];
-            let from = if direct { up.splice } else { 0 };
-            let n = match up.scan_body(from) {
+            let n = match up.scan_body(up.splice) {
                 Ok(n) => n,
-                Err(e) => {
-                    let name = &cx.cfg.backends[b].name;
-                    warn!("{}: invalid response body from {name}: {}", self.peer, e.reason());
-                    self.fail(cx, b, Outcome::Invalid);
-                    return true;
-                }
+                Err(e) => return self.on_step(cx, b, Step::Invalid(e)),
             };
-            if direct {
-                up.splice += n;
-            } else if let Some(inb) = up.inb.as_mut() {
-                inb.consume(n);
-            }
+            up.splice += n;
             progress |= n > 0;
             if up.body.is_done() {
                 self.complete(cx, b);
@@ -695,39 +683,31 @@ impl Session {
         }
     }
 
-    fn on_backend_eof<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) {
-        let retryable = self.retryable() && self.direct == Some(b);
-        let up = &mut self.ups[b];
-        if up.head.is_complete() {
-            match up.body.finish() {
-                Ok(()) => {
-                    up.reusable = false;
-                    self.complete(cx, b);
+    /// Acts on where driving backend `b` came to; true when something moved.
+    fn on_step<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, step: Step) -> bool {
+        match step {
+            Step::Idle => return false,
+            Step::Progress => {}
+            Step::Complete => self.complete(cx, b),
+            Step::Failed(outcome) => self.fail(cx, b, outcome),
+            Step::Invalid(e) => {
+                let name = &cx.cfg.backends[b].name;
+                warn!("{}: invalid response from {name}: {}", self.peer, e.reason());
+                self.fail(cx, b, Outcome::Invalid);
+            }
+            Step::Stale => {
+                debug!(
+                    "{}: reused connection to {} was stale; retrying once",
+                    self.peer, cx.cfg.backends[b].name
+                );
+                let addr = cx.cfg.backends[b].addr;
+                let token = cx.tokens.backend(cx.slot, b);
+                if let Err(f) = self.ups[b].retry_fresh(addr, cx.registry, token, cx.now) {
+                    self.fail(cx, b, outcome_of(f));
                 }
-                Err(_) => self.fail(cx, b, Outcome::Truncated),
             }
-            return;
         }
-        let nothing = up.report.bytes == 0;
-        if nothing && up.reused && retryable {
-            // The kept-alive connection was closed by the server meanwhile.
-            debug!(
-                "{}: reused connection to {} was stale; retrying once",
-                self.peer, cx.cfg.backends[b].name
-            );
-            let head = std::mem::take(&mut up.out);
-            up.close(cx.registry);
-            up.begin(up.capture, cx.cfg.capture_cap, cx.now);
-            up.out = head;
-            up.out_complete = true;
-            let addr = cx.cfg.backends[b].addr;
-            // A fresh connection: a second stale one is not tried.
-            if let Err(f) = up.connect(addr, cx.registry, cx.tokens.backend(cx.slot, b), None) {
-                self.fail(cx, b, outcome_of(f));
-            }
-            return;
-        }
-        self.fail(cx, b, if nothing { Outcome::Reset } else { Outcome::Truncated });
+        true
     }
 
     /// A request that may be sent again: idempotent, no body bytes sent yet.
@@ -737,11 +717,7 @@ impl Session {
 
     fn complete<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) {
         let up = &mut self.ups[b];
-        let leftover = up.inb.as_ref().is_some_and(|i| i.len() > up.splice);
-        up.finish(Outcome::Complete, cx.now);
-        if !up.reusable || leftover || !up.out_flushed() {
-            up.close(cx.registry);
-        }
+        up.complete(cx.registry, cx.now);
         if self.direct.is_none() && self.primary.is_none() && self.client.is_some() && !up.report.truncated {
             self.primary = Some(b);
             if let Some(head) = up.report.response.as_ref() {
@@ -758,40 +734,21 @@ impl Session {
         }
     }
 
-    /// Backend `b` failed with an I/O error.
-    fn fail_io<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, f: Failure) {
-        let up = &self.ups[b];
-        if f == Failure::Reset && up.report.bytes == 0 && up.reused && self.direct == Some(b) && self.retryable() {
-            self.on_backend_eof(cx, b);
-            return;
-        }
-        self.fail(cx, b, outcome_of(f));
-    }
-
     /// Backend `b` is done with `outcome` other than Complete.
     fn fail<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
-        let backend = &cx.cfg.backends[b];
-        let up = &mut self.ups[b];
-        if matches!(up.state, State::Done | State::Idle) {
+        if matches!(self.ups[b].state, State::Done | State::Idle) {
             return;
         }
-        let method = String::from_utf8_lossy(self.req.method_bytes(&self.req_bytes)).into_owned();
-        let target = String::from_utf8_lossy(self.req.target(&self.req_bytes)).into_owned();
-        let line = format!(
-            "{}: {} {} {method} {target}: {}",
-            self.peer,
-            backend.role.as_str(),
-            backend.name,
-            outcome.as_str()
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        end_failed(
+            &mut self.ups[b],
+            cx.registry,
+            &cx.cfg.backends[b],
+            &request,
+            outcome,
+            cx.now,
         );
-        if backend.role == Role::Master {
-            warn!("{line}")
-        } else {
-            info!("{line}")
-        }
-        up.finish(outcome, cx.now);
-        up.close(cx.registry);
-        let head_forwarded = up.head_forwarded;
+        let head_forwarded = self.ups[b].head_forwarded;
         if self.direct == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {
                 // Part of the response went out: never pad or fake the rest.
@@ -884,6 +841,9 @@ impl Session {
                         self.close_client(cx.registry);
                     }
                 }
+                if self.client_done && self.client.is_some() && cx.cfg.keep_alive == KeepAlive::Always {
+                    progress |= self.detach(cx);
+                }
                 if self.client_done || self.client.is_none() {
                     progress |= self.finish_exchange(cx);
                 }
@@ -908,7 +868,7 @@ impl Session {
             return false;
         }
         if self.selection.len() > 1 {
-            let reports: Vec<_> = self.selection.iter().map(|b| self.ups[b].report.clone()).collect();
+            let reports: Vec<_> = self.selection.iter().map(|b| self.ups[b].take_report()).collect();
             let exchange = Exchange {
                 id: self.exchange_id,
                 request: Request::new(&self.req, &self.req_bytes, self.peer),
@@ -917,6 +877,59 @@ impl Session {
             };
             cx.hooks.backends_finished(&exchange);
         }
+        self.next_request(cx);
+        true
+    }
+
+    /// The client has its response while shadows still answer: they move
+    /// to the backlog with the request, and the client's next request may
+    /// start. With the backlog full they are dropped (counted).
+    fn detach<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        let waiting = self
+            .selection
+            .iter()
+            .filter(|&b| self.ups[b].state != State::Done)
+            .fold(Selection::none(), Selection::with);
+        if waiting.is_empty() || self.direct.is_none_or(|m| waiting.contains(m)) {
+            return false;
+        }
+        if cx.backlog.is_full() {
+            // Never waited for in front of the client: dropped, counted.
+            debug!("{}: too many exchanges pending; shadow answers dropped", self.peer);
+            for b in waiting.iter() {
+                let up = &mut self.ups[b];
+                up.finish(Outcome::Dropped, cx.now);
+                up.close(cx.registry);
+                cx.backlog.count_drop(b);
+            }
+            return true;
+        }
+        let mut ups = Vec::with_capacity(waiting.len());
+        for b in waiting.iter() {
+            let fresh = Upstream::new(b, cx.cfg.backends[b].timeout, cx.now);
+            ups.push(std::mem::replace(&mut self.ups[b], fresh));
+        }
+        let done = self
+            .selection
+            .iter()
+            .filter(|&b| !waiting.contains(b))
+            .map(|b| self.ups[b].take_report())
+            .collect();
+        let pending = Pending::new(
+            self.exchange_id,
+            self.peer,
+            std::mem::take(&mut self.req),
+            std::mem::take(&mut self.req_bytes),
+            done,
+            ups,
+        );
+        cx.backlog.adopt(pending, cx.registry, cx.tokens, cx.pool);
+        self.next_request(cx);
+        true
+    }
+
+    /// Readies the session for the client's next request.
+    fn next_request<H>(&mut self, cx: &mut Cx<'_, H>) {
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
             up.state = State::Idle;
@@ -932,7 +945,6 @@ impl Session {
             self.phase = Phase::Head;
             self.last_client_io = cx.now;
         }
-        true
     }
 
     fn settle_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
@@ -1081,12 +1093,5 @@ fn queue_head(cout: &mut Vec<u8>, scratch: &mut Vec<u8>, head: &ResponseHead, bu
     } else {
         write_response(head, buf, rw, scratch);
         cout.extend_from_slice(scratch);
-    }
-}
-
-fn outcome_of(f: Failure) -> Outcome {
-    match f {
-        Failure::Refused => Outcome::Refused,
-        Failure::Reset | Failure::Other => Outcome::Reset,
     }
 }

@@ -8,8 +8,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::hooks::{BackendReport, Outcome};
+use super::pool::Pools;
 use crate::buffer::{Buffer, BufferPool};
-use crate::http::{BodyDecoder, HeadStatus, RequestContext, ResponseHead};
+use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
 use crate::net::{self, Failure, Io, Readiness};
 
 /// Response bytes read from a backend before the proxy stops reading it (the
@@ -39,6 +40,11 @@ pub(crate) struct Upstream {
     pub(crate) reused: bool,
     /// The connection may carry another request after this exchange.
     pub(crate) reusable: bool,
+    /// The request sent asks the backend to keep the connection.
+    pub(crate) asked_keep_alive: bool,
+    /// The request may be sent again on a fresh connection when a reused one
+    /// turns out stale (idempotent, no body).
+    pub(crate) retryable: bool,
     /// Request bytes to send: the head, then (for copies) the body.
     pub(crate) out: Vec<u8>,
     pub(crate) out_pos: usize,
@@ -70,6 +76,8 @@ impl Upstream {
             ready: Readiness::default(),
             reused: false,
             reusable: false,
+            asked_keep_alive: false,
+            retryable: false,
             out: Vec::new(),
             out_pos: 0,
             out_complete: false,
@@ -89,9 +97,12 @@ impl Upstream {
     }
 
     /// Gets ready for a new exchange; keeps an idle connection that may be
-    /// reused. The request head must be put in `out` afterwards.
+    /// reused. The request head must be put in `out` afterwards, and
+    /// `asked_keep_alive` and `retryable` set.
     pub(crate) fn begin(&mut self, capture: bool, capture_cap: usize, now: Instant) {
         self.state = State::Active;
+        self.asked_keep_alive = false;
+        self.retryable = false;
         self.out.clear();
         self.out_pos = 0;
         self.out_complete = false;
@@ -273,6 +284,145 @@ impl Upstream {
         Ok(scanned.consumed)
     }
 
+    /// Drives a backend whose response is captured, not streamed to the
+    /// client: connect, send, read, parse; says where it came to.
+    pub(crate) fn drive_captured(&mut self, ctx: RequestContext, pool: &mut BufferPool, now: Instant) -> Step {
+        match self.state {
+            State::Idle | State::Done => return Step::Idle,
+            State::Connecting => match self.poll_connect() {
+                Ok(true) => self.last_io = now,
+                Ok(false) => return Step::Idle,
+                Err(f) => return Step::Failed(outcome_of(f)),
+            },
+            State::Active => {}
+        }
+        let mut progress = false;
+        match self.write_out() {
+            Ok(0) => {}
+            Ok(_) => {
+                progress = true;
+                self.last_io = now;
+            }
+            Err(f) => return self.io_failed(f),
+        }
+        loop {
+            match self.read_in(pool) {
+                Ok(Some(0)) => break,
+                Ok(Some(_)) => {
+                    progress = true;
+                    self.last_io = now;
+                    if self.report.ttfb.is_none() {
+                        self.report.ttfb = Some(now.saturating_duration_since(self.sent_at));
+                    }
+                    match self.take_captured(ctx) {
+                        Ok(true) => return Step::Complete,
+                        Ok(false) => {}
+                        Err(e) => return Step::Invalid(e),
+                    }
+                }
+                Ok(None) => return self.at_eof(),
+                Err(f) => return self.io_failed(f),
+            }
+        }
+        if progress { Step::Progress } else { Step::Idle }
+    }
+
+    /// Parses and captures what is buffered; true when the response is
+    /// complete.
+    fn take_captured(&mut self, ctx: RequestContext) -> Result<bool, crate::http::Error> {
+        loop {
+            if !self.head.is_complete() {
+                let Some(len) = self.parse_head(ctx)? else {
+                    return Ok(false);
+                };
+                if self.head.is_interim() {
+                    self.consume(len);
+                    self.head.clear();
+                    continue;
+                }
+                self.capture_head(len);
+                let framing = self.head.framing();
+                self.body = BodyDecoder::new(framing);
+                self.reusable = self.asked_keep_alive && self.head.keep_alive() && framing != Framing::Tunnel;
+                self.consume(len);
+            }
+            let n = self.scan_body(0)?;
+            self.consume(n);
+            return Ok(self.body.is_done());
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        if let Some(inb) = self.inb.as_mut() {
+            inb.consume(n);
+        }
+    }
+
+    /// What the backend closing its connection means now.
+    pub(crate) fn at_eof(&mut self) -> Step {
+        if self.head.is_complete() {
+            return match self.body.finish() {
+                Ok(()) => {
+                    self.reusable = false;
+                    Step::Complete
+                }
+                Err(_) => Step::Failed(Outcome::Truncated),
+            };
+        }
+        if self.report.bytes > 0 {
+            Step::Failed(Outcome::Truncated)
+        } else if self.reused && self.retryable {
+            Step::Stale
+        } else {
+            Step::Failed(Outcome::Reset)
+        }
+    }
+
+    /// What an I/O failure means now: a reset before any response byte on a
+    /// reused connection is a stale connection.
+    pub(crate) fn io_failed(&self, f: Failure) -> Step {
+        if f == Failure::Reset && self.report.bytes == 0 && self.reused && self.retryable {
+            Step::Stale
+        } else {
+            Step::Failed(outcome_of(f))
+        }
+    }
+
+    /// Sends the request again on a fresh connection (a reused one was
+    /// stale). The report keeps the request it carries.
+    pub(crate) fn retry_fresh(
+        &mut self,
+        addr: SocketAddr,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+    ) -> Result<(), Failure> {
+        let out = std::mem::take(&mut self.out);
+        let request_head = std::mem::take(&mut self.report.request_head);
+        let request_body = std::mem::take(&mut self.report.request_body);
+        let (asked_keep_alive, retryable) = (self.asked_keep_alive, self.retryable);
+        self.close(registry);
+        self.begin(self.capture, self.capture_cap, now);
+        self.out = out;
+        self.out_complete = true;
+        self.report.request_head = request_head;
+        self.report.request_body = request_body;
+        self.asked_keep_alive = asked_keep_alive;
+        self.retryable = retryable;
+        // A fresh connection: a second stale one is not tried.
+        self.connect(addr, registry, token, None)
+    }
+
+    /// Ends the exchange with a complete response; the connection stays
+    /// only when it may carry another request.
+    pub(crate) fn complete(&mut self, registry: &Registry, now: Instant) {
+        let leftover = self.inb.as_ref().is_some_and(|i| i.len() > self.splice);
+        self.finish(Outcome::Complete, now);
+        if !self.reusable || leftover || !self.out_flushed() {
+            self.close(registry);
+        }
+    }
+
     /// Ends this backend's part of the exchange.
     pub(crate) fn finish(&mut self, outcome: Outcome, now: Instant) {
         if self.state == State::Done || self.state == State::Idle {
@@ -288,6 +438,28 @@ impl Upstream {
         }
     }
 
+    /// Takes the report, leaving an empty one.
+    pub(crate) fn take_report(&mut self) -> BackendReport {
+        let empty = empty_report(self.report.backend);
+        std::mem::replace(&mut self.report, empty)
+    }
+
+    /// Lets go of the connection: a reusable one (idle, or done with a
+    /// complete response) goes to the pools, any other closes; the buffer
+    /// goes back.
+    pub(crate) fn release(&mut self, registry: &Registry, pool: &mut BufferPool, pools: &mut Pools, now: Instant) {
+        if matches!(self.state, State::Idle | State::Done) && self.reusable {
+            if let Some(mut sock) = self.sock.take() {
+                let _ = registry.deregister(&mut sock);
+                pools.give(self.report.backend, sock, now);
+            }
+        }
+        self.close(registry);
+        if let Some(inb) = self.inb.take() {
+            pool.give(inb);
+        }
+    }
+
     /// Closes the connection.
     pub(crate) fn close(&mut self, registry: &Registry) {
         if let Some(mut sock) = self.sock.take() {
@@ -296,6 +468,32 @@ impl Upstream {
         self.ready.reset();
         self.reusable = false;
         self.reused = false;
+    }
+}
+
+/// Where driving a captured backend came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing moved; wait for the next event.
+    Idle,
+    /// Bytes moved; the response is not complete yet.
+    Progress,
+    /// The response is complete: call [`Upstream::complete`].
+    Complete,
+    /// The backend failed.
+    Failed(Outcome),
+    /// The response is not valid HTTP/1.
+    Invalid(crate::http::Error),
+    /// A reused connection closed before any response byte: call
+    /// [`Upstream::retry_fresh`].
+    Stale,
+}
+
+/// The outcome an I/O failure stands for.
+pub(crate) fn outcome_of(f: Failure) -> Outcome {
+    match f {
+        Failure::Refused => Outcome::Refused,
+        Failure::Reset | Failure::Other => Outcome::Reset,
     }
 }
 

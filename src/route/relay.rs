@@ -168,7 +168,7 @@ impl<R: Router> Relay<R> {
 
     /// Registers the listener; every token used lies in `tokens`.
     pub fn register(&mut self, registry: &Registry, tokens: Range<usize>) -> io::Result<()> {
-        let layout = Tokens::new(tokens.start, tokens.end.saturating_sub(tokens.start), 1);
+        let layout = Tokens::new(tokens.start, tokens.end.saturating_sub(tokens.start), 1, 0);
         if layout.slots() == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -204,6 +204,8 @@ impl<R: Router> Relay<R> {
                     self.pump(registry, slot, now);
                 }
             }
+            // The router keeps no pending slots.
+            Target::Pending(..) => return false,
         }
         self.accept_if_wanted(registry, now);
         true

@@ -415,11 +415,21 @@ impl Client {
         self.response(RequestContext::default()).expect("a response")
     }
 
-    /// True when the proxy closed the connection (EOF) within `QUICK`.
+    /// True when the proxy closed the connection (EOF or reset) within
+    /// `QUICK`.
     pub fn is_closed(&mut self) -> bool {
-        let _ = self.conn.set_read_timeout(Some(QUICK));
+        self.is_closed_within(QUICK)
+    }
+
+    /// True when the proxy closed the connection (EOF or reset) within
+    /// `wait`; false when it is still open then (or sent a byte).
+    pub fn is_closed_within(&mut self, wait: Duration) -> bool {
+        let _ = self.conn.set_read_timeout(Some(wait));
         let mut b = [0u8; 1];
-        matches!(self.conn.read(&mut b), Ok(0) | Err(_))
+        match self.conn.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
     }
 
     pub fn shutdown_write(&self) {

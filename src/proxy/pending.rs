@@ -1,0 +1,396 @@
+//! Exchanges whose client has moved on while shadows still answer.
+//!
+//! With [`KeepAlive::Always`](super::KeepAlive::Always) a session does not
+//! wait for its shadows: once the client has its whole response, the
+//! shadows still at work move here with the request and the reports of the
+//! backends already done, and the session reads the next request. Their
+//! sockets are re-registered on this backlog's own tokens, so an answer
+//! arriving late is still matched to its own request: every shadow
+//! connection carries one request at a time. When the last shadow is done
+//! the hooks see the whole exchange and reusable connections go to the
+//! pools.
+//!
+//! The backlog is bounded: past its cap, sessions send no new shadow
+//! requests (they are reported as dropped and counted per backend).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::warn;
+use mio::{Interest, Registry};
+use slab::Slab;
+
+use super::config::{Backend, Config, Role};
+use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
+use super::pool::Pools;
+use super::session::PUMP_BUDGET;
+use super::upstream::{State, Step, Upstream};
+use crate::buffer::BufferPool;
+use crate::http::{RequestContext, RequestHead};
+use crate::net::Readiness;
+use crate::sweep::Sweep;
+use crate::tokens::Tokens;
+
+/// One exchange waiting for its shadows.
+pub(crate) struct Pending {
+    id: u64,
+    peer: SocketAddr,
+    req: RequestHead,
+    req_bytes: Vec<u8>,
+    /// Reports of the backends that were done when the client moved on.
+    done: Vec<BackendReport>,
+    /// The shadows still at work.
+    ups: Vec<Upstream>,
+}
+
+impl Pending {
+    /// An exchange `id` of `peer`, with the backends already `done` and the
+    /// shadows still at work in `ups`.
+    pub(crate) fn new(
+        id: u64,
+        peer: SocketAddr,
+        req: RequestHead,
+        req_bytes: Vec<u8>,
+        done: Vec<BackendReport>,
+        ups: Vec<Upstream>,
+    ) -> Self {
+        Pending {
+            id,
+            peer,
+            req,
+            req_bytes,
+            done,
+            ups,
+        }
+    }
+
+    fn on_event(&mut self, backend: usize, ready: Readiness) {
+        if let Some(up) = self.ups.iter_mut().find(|u| u.report.backend == backend) {
+            up.ready.merge(ready);
+        }
+    }
+
+    /// Makes every move the shadows' readiness allows.
+    fn pump(
+        &mut self,
+        cfg: &Config,
+        registry: &Registry,
+        tokens: Tokens,
+        slot: usize,
+        pool: &mut BufferPool,
+        now: Instant,
+    ) {
+        let ctx = RequestContext::of(&self.req);
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        for _ in 0..PUMP_BUDGET {
+            let mut progress = false;
+            for up in &mut self.ups {
+                let b = up.report.backend;
+                let backend = &cfg.backends[b];
+                match up.drive_captured(ctx, pool, now) {
+                    Step::Idle => continue,
+                    Step::Progress => {}
+                    Step::Complete => up.complete(registry, now),
+                    Step::Failed(outcome) => end_failed(up, registry, backend, &request, outcome, now),
+                    Step::Invalid(e) => {
+                        warn!("{}: invalid response from {}: {}", self.peer, backend.name, e.reason());
+                        end_failed(up, registry, backend, &request, Outcome::Invalid, now);
+                    }
+                    Step::Stale => {
+                        if let Err(f) = up.retry_fresh(backend.addr, registry, tokens.pending(slot, b), now) {
+                            let outcome = super::upstream::outcome_of(f);
+                            end_failed(up, registry, backend, &request, outcome, now);
+                        }
+                    }
+                }
+                progress = true;
+            }
+            if !progress {
+                return;
+            }
+        }
+        warn!(
+            "{}: pending exchange {} made no stable progress after {PUMP_BUDGET} passes; closing",
+            self.peer, self.id
+        );
+        for up in &mut self.ups {
+            end_failed(
+                up,
+                registry,
+                &cfg.backends[up.report.backend],
+                &request,
+                Outcome::Reset,
+                now,
+            );
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.ups.iter().all(|u| u.state == State::Done)
+    }
+
+    /// The earliest moment a shadow times out.
+    fn deadline(&self) -> Option<Instant> {
+        self.ups
+            .iter()
+            .filter(|u| matches!(u.state, State::Connecting | State::Active))
+            .map(|u| u.last_io + u.timeout)
+            .min()
+    }
+
+    fn on_timeout(&mut self, cfg: &Config, registry: &Registry, now: Instant) {
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        for up in &mut self.ups {
+            if matches!(up.state, State::Connecting | State::Active) && now >= up.last_io + up.timeout {
+                let backend = &cfg.backends[up.report.backend];
+                end_failed(up, registry, backend, &request, Outcome::Timeout, now);
+            }
+        }
+    }
+
+    /// Shows the exchange to the hooks and lets go of its connections.
+    fn finish<H: Hooks>(
+        self,
+        hooks: &mut H,
+        cfg: &Config,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        now: Instant,
+    ) {
+        let Pending {
+            id,
+            peer,
+            req,
+            req_bytes,
+            mut done,
+            ups,
+        } = self;
+        for mut up in ups {
+            up.release(registry, pool, pools, now);
+            done.push(up.report);
+        }
+        done.sort_by_key(|r| r.backend);
+        let exchange = Exchange {
+            id,
+            request: Request::new(&req, &req_bytes, peer),
+            backends: &cfg.backends,
+            reports: &done,
+        };
+        hooks.backends_finished(&exchange);
+    }
+
+    /// Closes every connection without asking the hooks (forced shutdown).
+    fn close(self, registry: &Registry, pool: &mut BufferPool) {
+        for mut up in self.ups {
+            up.close(registry);
+            if let Some(inb) = up.inb.take() {
+                pool.give(inb);
+            }
+        }
+    }
+}
+
+/// Logs a backend's failure and ends its part of the exchange.
+pub(crate) fn end_failed(
+    up: &mut Upstream,
+    registry: &Registry,
+    backend: &Backend,
+    request: &Request<'_>,
+    outcome: Outcome,
+    now: Instant,
+) {
+    if matches!(up.state, State::Done | State::Idle) {
+        return;
+    }
+    let line = format!(
+        "{}: {} {} {} {}: {}",
+        request.peer(),
+        backend.role.as_str(),
+        backend.name,
+        String::from_utf8_lossy(request.method_bytes()),
+        String::from_utf8_lossy(request.target()),
+        outcome.as_str()
+    );
+    if backend.role == Role::Master {
+        warn!("{line}")
+    } else {
+        log::info!("{line}")
+    }
+    up.finish(outcome, now);
+    up.close(registry);
+}
+
+/// Every pending exchange, their deadlines, and the shadows dropped for
+/// want of room.
+pub(crate) struct Backlog {
+    slab: Slab<Pending>,
+    /// Most pending exchanges: the configured cap within the token range.
+    cap: usize,
+    /// Adopted since the proxy last looked: pumped once there.
+    fresh: Vec<usize>,
+    sweep: Sweep,
+    /// Shadow requests dropped, per backend.
+    dropped: Vec<u64>,
+}
+
+impl Backlog {
+    pub(crate) fn new(backends: usize, now: Instant) -> Self {
+        Backlog {
+            slab: Slab::new(),
+            cap: 0,
+            fresh: Vec::new(),
+            sweep: Sweep::new(now),
+            dropped: vec![0; backends],
+        }
+    }
+
+    /// Sets the cap (known once the token range is).
+    pub(crate) fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+    }
+
+    /// Pending exchanges now.
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// No room for another pending exchange.
+    pub(crate) fn is_full(&self) -> bool {
+        self.slab.len() >= self.cap
+    }
+
+    /// Counts a shadow request to backend `b` dropped.
+    pub(crate) fn count_drop(&mut self, b: usize) {
+        if let Some(n) = self.dropped.get_mut(b) {
+            *n += 1;
+        }
+    }
+
+    /// Shadow requests to backend `b` dropped so far.
+    pub(crate) fn dropped(&self, b: usize) -> u64 {
+        self.dropped.get(b).copied().unwrap_or(0)
+    }
+
+    /// Takes `p` in, its sockets moved onto the slot's tokens. Check
+    /// [`is_full`](Self::is_full) first: past the cap it is closed (its
+    /// slot would have no tokens).
+    pub(crate) fn adopt(&mut self, mut p: Pending, registry: &Registry, tokens: Tokens, pool: &mut BufferPool) {
+        if self.is_full() {
+            warn!("{}: pending exchange {} past the cap; closed", p.peer, p.id);
+            p.close(registry, pool);
+            return;
+        }
+        let slot = self.slab.vacant_key();
+        let now = Instant::now();
+        for up in &mut p.ups {
+            let b = up.report.backend;
+            let Some(sock) = up.sock.as_mut() else { continue };
+            if let Err(e) = registry.reregister(sock, tokens.pending(slot, b), Interest::READABLE | Interest::WRITABLE)
+            {
+                warn!("{}: cannot move a shadow connection: {e}", p.peer);
+                up.finish(Outcome::Reset, now);
+                up.close(registry);
+            }
+        }
+        self.slab.insert(p);
+        self.fresh.push(slot);
+    }
+
+    /// Passes an event to pending exchange `slot`; false when there is none.
+    pub(crate) fn on_event(&mut self, slot: usize, backend: usize, ready: Readiness) -> bool {
+        match self.slab.get_mut(slot) {
+            Some(p) => {
+                p.on_event(backend, ready);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drives pending exchange `slot`; a finished one is shown to the hooks
+    /// and removed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pump<H: Hooks>(
+        &mut self,
+        slot: usize,
+        cfg: &Config,
+        hooks: &mut H,
+        registry: &Registry,
+        tokens: Tokens,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        now: Instant,
+    ) {
+        let Some(p) = self.slab.get_mut(slot) else { return };
+        p.pump(cfg, registry, tokens, slot, pool, now);
+        self.settle(slot, cfg, hooks, registry, pool, pools, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn settle<H: Hooks>(
+        &mut self,
+        slot: usize,
+        cfg: &Config,
+        hooks: &mut H,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        now: Instant,
+    ) {
+        let Some(p) = self.slab.get(slot) else { return };
+        if p.is_done() {
+            self.slab.remove(slot).finish(hooks, cfg, registry, pool, pools, now);
+        } else {
+            self.sweep.note(p.deadline());
+        }
+    }
+
+    /// Exchanges adopted since the last call (give the list back with
+    /// [`put_back_fresh`](Self::put_back_fresh)).
+    pub(crate) fn take_fresh(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.fresh)
+    }
+
+    pub(crate) fn put_back_fresh(&mut self, mut fresh: Vec<usize>) {
+        fresh.clear();
+        if self.fresh.is_empty() {
+            self.fresh = fresh;
+        }
+    }
+
+    /// When the next sweep is due.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.sweep.deadline()
+    }
+
+    /// Applies the timeouts due at `now`.
+    pub(crate) fn on_timeout<H: Hooks>(
+        &mut self,
+        cfg: &Config,
+        hooks: &mut H,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        now: Instant,
+    ) {
+        let due = self
+            .sweep
+            .take_due(now, self.slab.iter().map(|(slot, p)| (slot, p.deadline())));
+        for &slot in &due {
+            if let Some(p) = self.slab.get_mut(slot) {
+                p.on_timeout(cfg, registry, now);
+                self.settle(slot, cfg, hooks, registry, pool, pools, now);
+            }
+        }
+        self.sweep.put_back(due);
+    }
+
+    /// Closes every pending exchange without asking the hooks.
+    pub(crate) fn close(&mut self, registry: &Registry, pool: &mut BufferPool) {
+        for p in self.slab.drain() {
+            p.close(registry, pool);
+        }
+        self.fresh.clear();
+    }
+}
