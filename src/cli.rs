@@ -29,7 +29,7 @@ USAGE:
          [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
-         [--keep-alive master-only|always] [--max-pending N]
+         [--keep-alive master-only|always] [--shadow-max-inflight N]
     kage route --config FILE [--listen ADDR] [--max-connections N]
 
 OPTIONS:
@@ -53,9 +53,8 @@ OPTIONS:
         --keep-alive MODE         master-only: a shadowed request closes the client
                                   connection (Kage's rule); always: every request
                                   may keep it [default: master-only]
-        --max-pending N           With --keep-alive always: most exchanges whose
-                                  client moved on while shadows still answer; past
-                                  it shadow requests are dropped [default: 1024]
+        --shadow-max-inflight N   Most requests in flight to each shadow; past it
+                                  shadow requests are dropped, counted [default: 64]
     -h, --help                    Print this help and exit
     -V, --version                 Print the version and exit
 
@@ -236,7 +235,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut pool_idle = None;
     let mut pool_idle_timeout = None;
     let mut keep_alive = None;
-    let mut max_pending = None;
+    let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -282,11 +281,11 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                     KeepAlive::parse(&v).ok_or_else(|| format!("--keep-alive {v}: expected master-only or always"))?,
                 );
             }
-            Long("max-pending") => {
-                let v = value(&mut p, "--max-pending")?;
-                max_pending =
+            Long("shadow-max-inflight") => {
+                let v = value(&mut p, "--shadow-max-inflight")?;
+                max_inflight =
                     Some(v.parse::<usize>().map_err(|_| {
-                        format!("--max-pending {v}: expected a whole number (0 drops every late shadow)")
+                        format!("--shadow-max-inflight {v}: expected a whole number (0 shadows nothing)")
                     })?);
             }
             Value(v) => {
@@ -323,8 +322,8 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     if let Some(k) = keep_alive {
         config.keep_alive = k;
     }
-    if let Some(n) = max_pending {
-        config.max_pending = n;
+    if let Some(n) = max_inflight {
+        config.shadow_max_inflight = n;
     }
     config
         .validate()
@@ -441,7 +440,7 @@ mod tests {
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
              --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
-             --keep-alive always --max-pending 7",
+             --keep-alive always --shadow-max-inflight 7",
         ))
         .unwrap();
         let Command::Proxy(p) = cmd else {
@@ -456,7 +455,7 @@ mod tests {
         assert_eq!(p.config.pool_idle_per_backend, 3);
         assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
         assert_eq!(p.config.keep_alive, KeepAlive::Always);
-        assert_eq!(p.config.max_pending, 7);
+        assert_eq!(p.config.shadow_max_inflight, 7);
         assert_eq!(p.sample, 12.5);
         assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
     }
@@ -548,8 +547,8 @@ mod tests {
                 "--keep-alive sometimes: expected master-only or always",
             ),
             (
-                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --max-pending -1",
-                "--max-pending -1",
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --shadow-max-inflight -1",
+                "--shadow-max-inflight -1",
             ),
             ("--bogus", "--bogus"),
         ] {

@@ -154,7 +154,7 @@ fn past_the_backlog_cap_shadows_are_dropped_and_reported() {
     let proxy = always(ProxySpec::new(master.addr, &[shadow.addr]))
         .tweak(|cfg| {
             cfg.keep_alive = KeepAlive::Always;
-            cfg.max_pending = 1;
+            cfg.shadow_max_inflight = 1;
         })
         .start();
     let mut c = Client::connect(proxy.addr);

@@ -15,8 +15,9 @@ pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
 pub const MAX_BACKENDS: usize = 64;
-/// Default for [`Config::max_pending`].
-pub const DEFAULT_MAX_PENDING: usize = 1024;
+/// Default for [`Config::shadow_max_inflight`]: as many as the idle
+/// connections a pool keeps per backend.
+pub const DEFAULT_SHADOW_MAX_INFLIGHT: usize = 64;
 
 /// Which exchanges keep the client connection open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -29,7 +30,8 @@ pub enum KeepAlive {
     /// Every request keeps the client connection when client and master
     /// allow it. Shadows get keep-alive requests too and their connections
     /// are pooled; a shadow still answering when the client's response is
-    /// done finishes in the background (see [`Config::max_pending`]).
+    /// done finishes in the background (see
+    /// [`Config::shadow_max_inflight`]).
     Always,
 }
 
@@ -126,11 +128,13 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// Which exchanges keep the client connection open.
     pub keep_alive: KeepAlive,
-    /// With [`KeepAlive::Always`]: most exchanges whose client has moved on
-    /// while shadows still answer. Past it new shadow requests are dropped
-    /// (reported as [`Outcome::Dropped`](super::Outcome::Dropped) and
-    /// counted), never queued in front of the client.
-    pub max_pending: usize,
+    /// Most requests in flight to each shadow, from being sent until the
+    /// shadow's part of the exchange is over (with [`KeepAlive::Always`],
+    /// also while the client has moved on). Past it shadow requests are not
+    /// sent: they are reported as [`Outcome::Dropped`](super::Outcome::Dropped)
+    /// and counted, never queued in front of the client. A slow shadow thus
+    /// gets a bounded share of the traffic instead of slowing the proxy.
+    pub shadow_max_inflight: usize,
 }
 
 impl Config {
@@ -146,7 +150,7 @@ impl Config {
             pool_idle_per_backend: super::pool::DEFAULT_POOL_IDLE_PER_BACKEND,
             pool_idle_timeout: super::pool::DEFAULT_POOL_IDLE_TIMEOUT,
             keep_alive: KeepAlive::MasterOnly,
-            max_pending: DEFAULT_MAX_PENDING,
+            shadow_max_inflight: DEFAULT_SHADOW_MAX_INFLIGHT,
         }
     }
 

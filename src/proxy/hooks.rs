@@ -159,9 +159,10 @@ pub enum Outcome {
     TooLarge,
     /// Selected but never sent (the client went away first, or shutdown).
     Skipped,
-    /// A shadow dropped because too many exchanges were still waiting for
-    /// shadows ([`Config::max_pending`](super::Config::max_pending)): not
-    /// sent, or its answer not waited for.
+    /// A shadow request not sent because the shadow had
+    /// [`Config::shadow_max_inflight`](super::Config::shadow_max_inflight)
+    /// requests in flight (or, with a token range too small for the
+    /// backlog, its answer not waited for).
     Dropped,
 }
 

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::event::Event;
 use mio::{Interest, Registry};
 use slab::Slab;
@@ -33,7 +33,7 @@ use crate::sweep::Sweep;
 
 pub use config::{
     Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_PENDING, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, Role,
+    DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
@@ -74,7 +74,7 @@ impl<H: Hooks> Proxy<H> {
         let now = Instant::now();
         Ok(Proxy {
             pools,
-            backlog: Backlog::new(cfg.backends.len(), now),
+            backlog: Backlog::new(cfg.backends.len(), cfg.shadow_max_inflight, now),
             cfg,
             hooks,
             acceptor,
@@ -124,8 +124,9 @@ impl<H: Hooks> Proxy<H> {
         self.backlog.len()
     }
 
-    /// Shadow requests to backend `index` dropped so far because too many
-    /// exchanges were pending ([`Outcome::Dropped`]).
+    /// Shadow requests to backend `index` dropped so far
+    /// ([`Outcome::Dropped`]): not sent past
+    /// [`Config::shadow_max_inflight`].
     pub fn dropped(&self, index: usize) -> u64 {
         self.backlog.dropped(index)
     }
@@ -141,7 +142,11 @@ impl<H: Hooks> Proxy<H> {
 
     fn pending_wanted(&self) -> usize {
         match self.cfg.keep_alive {
-            KeepAlive::Always => self.cfg.max_pending,
+            // Each pending exchange holds at least one shadow request.
+            KeepAlive::Always => {
+                let shadows = self.cfg.backends.iter().filter(|b| b.role == Role::Shadow).count();
+                self.cfg.shadow_max_inflight.saturating_mul(shadows)
+            }
             KeepAlive::MasterOnly => 0,
         }
     }
@@ -238,7 +243,7 @@ impl<H: Hooks> Proxy<H> {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
             for s in self.sessions.drain() {
-                s.close_all(registry, &mut self.pool, &mut self.pools, now);
+                s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
             }
             self.backlog.close(registry, &mut self.pool);
         }
@@ -265,6 +270,17 @@ impl<H: Hooks> Proxy<H> {
     /// finished connections close. Fast: the same, but whatever is still open
     /// after [`FAST_SHUTDOWN_GRACE`] is closed.
     pub fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
+        if !self.draining {
+            for (b, backend) in self.cfg.backends.iter().enumerate() {
+                let n = self.backlog.dropped(b);
+                if n > 0 {
+                    info!(
+                        "{}: {n} shadow request(s) dropped, {} were in flight (shadow_max_inflight)",
+                        backend.name, self.cfg.shadow_max_inflight
+                    );
+                }
+            }
+        }
         self.acceptor.close(registry, self.sessions.len());
         self.pools.close();
         self.draining = true;
@@ -361,7 +377,7 @@ impl<H: Hooks> Proxy<H> {
         let Some(s) = self.sessions.get_mut(slot) else { return };
         if s.is_finished() {
             let s = self.sessions.remove(slot);
-            s.close_all(registry, &mut self.pool, &mut self.pools, now);
+            s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
             if self.acceptor.may_accept() {
                 self.accept(registry, now);
             }

@@ -10,8 +10,10 @@
 //! the hooks see the whole exchange and reusable connections go to the
 //! pools.
 //!
-//! The backlog is bounded: past its cap, sessions send no new shadow
-//! requests (they are reported as dropped and counted per backend).
+//! The backlog also counts the requests in flight to each shadow, in
+//! sessions and here: past [`Config::shadow_max_inflight`] sessions send no
+//! new shadow request (it is reported as dropped and counted per backend),
+//! so the backlog stays within its token range.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -232,16 +234,50 @@ pub(crate) struct Backlog {
     sweep: Sweep,
     /// Shadow requests dropped, per backend.
     dropped: Vec<u64>,
+    /// Shadow requests in flight, per backend.
+    inflight: Vec<usize>,
+    /// Most requests in flight to one shadow.
+    max_inflight: usize,
 }
 
 impl Backlog {
-    pub(crate) fn new(backends: usize, now: Instant) -> Self {
+    pub(crate) fn new(backends: usize, max_inflight: usize, now: Instant) -> Self {
         Backlog {
             slab: Slab::new(),
             cap: 0,
             fresh: Vec::new(),
             sweep: Sweep::new(now),
             dropped: vec![0; backends],
+            inflight: vec![0; backends],
+            max_inflight,
+        }
+    }
+
+    /// Takes one of backend `b`'s in-flight places for `up`; false (and the
+    /// drop counted) when they are all taken.
+    pub(crate) fn reserve(&mut self, b: usize, up: &mut Upstream) -> bool {
+        let Some(n) = self.inflight.get_mut(b) else {
+            return false;
+        };
+        if *n >= self.max_inflight {
+            self.count_drop(b);
+            return false;
+        }
+        *n += 1;
+        up.reserved = true;
+        true
+    }
+
+    /// Gives back `up`'s in-flight place, if it holds one.
+    pub(crate) fn unreserve(&mut self, up: &mut Upstream) {
+        if std::mem::take(&mut up.reserved) {
+            Self::give_place(&mut self.inflight, up.report.backend);
+        }
+    }
+
+    fn give_place(inflight: &mut [usize], b: usize) {
+        if let Some(n) = inflight.get_mut(b) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -338,7 +374,13 @@ impl Backlog {
         pools: &mut Pools,
         now: Instant,
     ) {
-        let Some(p) = self.slab.get(slot) else { return };
+        let Some(p) = self.slab.get_mut(slot) else { return };
+        for up in &mut p.ups {
+            if up.state == State::Done && up.reserved {
+                up.reserved = false;
+                Self::give_place(&mut self.inflight, up.report.backend);
+            }
+        }
         if p.is_done() {
             self.slab.remove(slot).finish(hooks, cfg, registry, pool, pools, now);
         } else {
@@ -388,7 +430,12 @@ impl Backlog {
 
     /// Closes every pending exchange without asking the hooks.
     pub(crate) fn close(&mut self, registry: &Registry, pool: &mut BufferPool) {
-        for p in self.slab.drain() {
+        for mut p in self.slab.drain() {
+            for up in &mut p.ups {
+                if std::mem::take(&mut up.reserved) {
+                    Self::give_place(&mut self.inflight, up.report.backend);
+                }
+            }
             p.close(registry, pool);
         }
         self.fresh.clear();

@@ -161,10 +161,18 @@ impl Session {
 
     /// Closes every socket and gives the buffers back to the pool; idle
     /// reusable backend connections go to the shared pools.
-    pub(crate) fn close_all(self, registry: &Registry, pool: &mut BufferPool, pools: &mut Pools, now: Instant) {
+    pub(crate) fn close_all(
+        self,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        backlog: &mut Backlog,
+        now: Instant,
+    ) {
         let mut s = self;
         s.close_client(registry);
         for up in &mut s.ups {
+            backlog.unreserve(up);
             up.release(registry, pool, pools, now);
         }
         pool.give(s.cin);
@@ -300,6 +308,17 @@ impl Session {
         if self.client.is_none() {
             return false;
         }
+        if !self.selection.is_empty() && !self.cin.is_empty() {
+            // The next request is coming while shadows of the last one still
+            // answer: what has arrived from them is taken first, the rest
+            // finish in the backlog.
+            for b in self.selection.iter() {
+                self.drive_upstream(cx, b);
+            }
+            if !self.finish_exchange(cx) {
+                self.detach(cx);
+            }
+        }
         if self.cin.is_empty() {
             if self.client_eof {
                 self.close_client(cx.registry);
@@ -369,13 +388,15 @@ impl Session {
         for b in selection.iter() {
             let backend = &backends[b];
             let direct = self.direct == Some(b);
-            if !direct && always && cx.backlog.is_full() {
+            if !direct && !cx.backlog.reserve(b, &mut self.ups[b]) {
                 // Never queued in front of the client: dropped, counted.
-                debug!("{}: too many exchanges pending; {} dropped", self.peer, backend.name);
+                debug!(
+                    "{}: {} has too many requests in flight; dropped",
+                    self.peer, backend.name
+                );
                 let up = &mut self.ups[b];
                 up.begin(false, 0, cx.now);
                 up.finish(Outcome::Dropped, cx.now);
-                cx.backlog.count_drop(b);
                 continue;
             }
             let connection = if direct && !multi && self.req.upgrade() {
@@ -823,7 +844,8 @@ impl Session {
 
     fn settle<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         match self.phase {
-            Phase::Head => false,
+            // Shadows of the last exchange may still be answering.
+            Phase::Head => !self.selection.is_empty() && self.finish_exchange(cx),
             Phase::Closing => {
                 if self.client.is_some() && self.cout_pos >= self.cout.len() {
                     self.close_client(cx.registry);
@@ -842,7 +864,12 @@ impl Session {
                     }
                 }
                 if self.client_done && self.client.is_some() && cx.cfg.keep_alive == KeepAlive::Always {
-                    progress |= self.detach(cx);
+                    // Shadows may go on answering while the client is idle;
+                    // they move to the backlog only if a next request comes
+                    // first (no syscall for the common case).
+                    self.phase = Phase::Head;
+                    self.last_client_io = cx.now;
+                    progress = true;
                 }
                 if self.client_done || self.client.is_none() {
                     progress |= self.finish_exchange(cx);
@@ -933,6 +960,7 @@ impl Session {
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
             up.state = State::Idle;
+            cx.backlog.unreserve(up);
             if up.sock.is_some() && !up.reusable {
                 up.close(cx.registry);
             }

@@ -45,6 +45,9 @@ pub(crate) struct Upstream {
     /// The request may be sent again on a fresh connection when a reused one
     /// turns out stale (idempotent, no body).
     pub(crate) retryable: bool,
+    /// Holds one of the backend's in-flight places (shadows): given back
+    /// when its part of the exchange is over.
+    pub(crate) reserved: bool,
     /// Request bytes to send: the head, then (for copies) the body.
     pub(crate) out: Vec<u8>,
     pub(crate) out_pos: usize,
@@ -78,6 +81,7 @@ impl Upstream {
             reusable: false,
             asked_keep_alive: false,
             retryable: false,
+            reserved: false,
             out: Vec::new(),
             out_pos: 0,
             out_complete: false,
