@@ -148,7 +148,7 @@ fn no_cross_talk_between_clients_under_concurrent_load() {
 }
 
 #[test]
-fn past_the_backlog_cap_shadows_are_dropped_and_reported() {
+fn a_shadow_at_its_in_flight_cap_is_dropped_and_the_client_served() {
     let master = naming_backend("master", Duration::ZERO);
     let shadow = naming_backend("shadow", Duration::from_millis(400));
     let proxy = always(ProxySpec::new(master.addr, &[shadow.addr]))
@@ -158,19 +158,69 @@ fn past_the_backlog_cap_shadows_are_dropped_and_reported() {
         })
         .start();
     let mut c = Client::connect(proxy.addr);
+    let t = Instant::now();
     for i in 0..3 {
         c.send(&get(&format!("/b{i}")));
         assert_eq!(c.get().status, 200, "the client is served whatever the shadows do");
+    }
+    assert!(t.elapsed() < Duration::from_millis(300), "took {:?}", t.elapsed());
+    let x = proxy.exchange();
+    assert_eq!((x.target.as_str(), x.outcome("shadow1")), ("/b0", Outcome::Complete));
+    // The others lost their only shadow: served as master-only, only counted.
+    assert!(proxy.exchanges.recv_timeout(Duration::from_millis(300)).is_err());
+    assert_eq!(shadow.requests().len(), 1, "dropped shadows were never sent");
+    assert_eq!(master.requests().len(), 3);
+}
+
+#[test]
+fn a_dropped_shadow_is_reported_beside_one_that_was_sent() {
+    let master = naming_backend("master", Duration::ZERO);
+    let slow = naming_backend("slow", Duration::from_millis(500));
+    let fast = naming_backend("fast", Duration::ZERO);
+    let proxy = always(ProxySpec::new(master.addr, &[slow.addr, fast.addr]))
+        .tweak(|cfg| {
+            cfg.keep_alive = KeepAlive::Always;
+            cfg.shadow_max_inflight = 1;
+        })
+        .start();
+    let mut c = Client::connect(proxy.addr);
+    for i in 0..3 {
+        c.send(&get(&format!("/d{i}")));
+        assert_eq!(c.get().status, 200);
+        // The fast shadow is done before the next request.
+        thread::sleep(Duration::from_millis(50));
     }
     let mut seen: Vec<_> = (0..3).map(|_| proxy.exchange()).collect();
     seen.sort_by(|a, b| a.target.cmp(&b.target));
     assert_eq!(seen[0].outcome("shadow1"), Outcome::Complete, "{:?}", seen[0]);
     for x in &seen[1..] {
         assert_eq!(x.outcome("shadow1"), Outcome::Dropped, "{x:?}");
-        assert_eq!(x.outcome("master"), Outcome::Complete);
+        assert_eq!(x.outcome("shadow2"), Outcome::Complete, "{x:?}");
     }
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(shadow.requests().len(), 1, "dropped shadows were never sent");
+    assert_eq!(slow.requests().len(), 1);
+    assert_eq!(fast.requests().len(), 3);
+}
+
+#[test]
+fn the_in_flight_cap_holds_with_kages_rule_too() {
+    let master = naming_backend("master", Duration::ZERO);
+    let shadow = naming_backend("shadow", Duration::from_millis(400));
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .tweak(|cfg| cfg.shadow_max_inflight = 1)
+        .start();
+    let first = roundtrip(proxy.addr, &get("/k0"));
+    assert_eq!(first.header("connection").as_deref(), Some("close"));
+    let mut c = Client::connect(proxy.addr);
+    c.send(&get("/k1"));
+    let r = c.get();
+    assert_eq!(r.status, 200);
+    assert_ne!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "without its shadow the request is master-only: kept alive"
+    );
+    assert_eq!(proxy.exchange().target, "/k0");
+    assert_eq!(shadow.requests().len(), 1);
 }
 
 #[test]

@@ -131,9 +131,11 @@ pub struct Config {
     /// Most requests in flight to each shadow, from being sent until the
     /// shadow's part of the exchange is over (with [`KeepAlive::Always`],
     /// also while the client has moved on). Past it shadow requests are not
-    /// sent: they are reported as [`Outcome::Dropped`](super::Outcome::Dropped)
-    /// and counted, never queued in front of the client. A slow shadow thus
-    /// gets a bounded share of the traffic instead of slowing the proxy.
+    /// sent: they are counted ([`Proxy::dropped`](super::Proxy::dropped))
+    /// and reported as [`Outcome::Dropped`](super::Outcome::Dropped) when
+    /// another shadow was sent, never queued in front of the client. A slow
+    /// shadow thus gets a bounded share of the traffic instead of slowing
+    /// the proxy. Applies when the master is selected.
     pub shadow_max_inflight: usize,
 }
 

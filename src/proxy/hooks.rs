@@ -162,7 +162,10 @@ pub enum Outcome {
     /// A shadow request not sent because the shadow had
     /// [`Config::shadow_max_inflight`](super::Config::shadow_max_inflight)
     /// requests in flight (or, with a token range too small for the
-    /// backlog, its answer not waited for).
+    /// backlog, its answer not waited for). Reported when another shadow of
+    /// the exchange was sent; a request that lost every shadow is served
+    /// as master-only and only counted
+    /// ([`Proxy::dropped`](super::Proxy::dropped)).
     Dropped,
 }
 

@@ -371,8 +371,26 @@ impl Session {
             // Upgrades and tunnels are the master's alone.
             selection = Selection::only(master);
         }
-        self.selection = selection;
         self.direct = selection.contains(master).then_some(master);
+        // Shadows at their in-flight cap are dropped before anything is
+        // sent, never queued in front of the client; a request that loses
+        // every shadow is served as master-only (only counted).
+        let mut dropped = Selection::none();
+        if self.direct.is_some() {
+            for b in selection.iter().filter(|&b| b != master) {
+                if !cx.backlog.reserve(b, &mut self.ups[b]) {
+                    debug!(
+                        "{}: {} has too many requests in flight; dropped",
+                        self.peer, backends[b].name
+                    );
+                    dropped = dropped.with(b);
+                }
+            }
+            if dropped.len() + 1 == selection.len() {
+                selection = Selection::only(master);
+            }
+        }
+        self.selection = selection;
         self.primary = None;
         self.client_done = false;
         let multi = selection.len() > 1;
@@ -388,12 +406,7 @@ impl Session {
         for b in selection.iter() {
             let backend = &backends[b];
             let direct = self.direct == Some(b);
-            if !direct && !cx.backlog.reserve(b, &mut self.ups[b]) {
-                // Never queued in front of the client: dropped, counted.
-                debug!(
-                    "{}: {} has too many requests in flight; dropped",
-                    self.peer, backend.name
-                );
+            if dropped.contains(b) {
                 let up = &mut self.ups[b];
                 up.begin(false, 0, cx.now);
                 up.finish(Outcome::Dropped, cx.now);
