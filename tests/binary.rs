@@ -133,6 +133,34 @@ fn curl_through_the_proxy() {
 }
 
 #[test]
+fn curl_keeps_its_connection_through_a_shadowed_proxy_with_keep_alive_always() {
+    let master = TestBackend::ok("kept");
+    let shadow = TestBackend::ok("shadow");
+    let kage = Kage::start(&[
+        "--master",
+        &master.addr.to_string(),
+        "--shadow",
+        &shadow.addr.to_string(),
+        "--keep-alive",
+        "always",
+    ]);
+    // One curl, three URLs: curl reuses its connection when the proxy keeps it.
+    let out = Command::new("curl")
+        .args(["-sS", "-v"])
+        .args((0..3).map(|i| format!("http://{}/k{i}", kage.addr)))
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "keptkeptkept");
+    let verbose = String::from_utf8_lossy(&out.stderr);
+    let reused = verbose.matches("Re-using existing connection").count() + verbose.matches("Reusing existing").count();
+    assert_eq!(reused, 2, "{verbose}");
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(shadow.requests().len(), 3, "every request was shadowed");
+    assert_eq!(master.seen.accepts(), 1);
+}
+
+#[test]
 fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
     const SIZE: usize = 64 << 20;
     let master = TestBackend::start(|conn, _| {
