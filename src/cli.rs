@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::compare::{self, PathPattern, PathRule};
 use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
 use crate::route::{Rules, Settings, config as route_config};
 
@@ -14,8 +15,9 @@ pub const HELP: &str = "\
 kage: an HTTP/1 shadow proxy and content-aware TCP router
 
 Every request goes to the master, whose response goes back to the client.
-Selected requests are also sent to the shadows; their responses are read and
-dropped (comparison comes in a later version), never sent to the client.
+Selected requests are also sent to the shadows; their responses are compared
+with the master's (status, headers, body; JSON structurally), never sent to
+the client. --diff-log writes one JSON line per shadowed exchange.
 By default (Kage's rule) a request sent to shadows is answered with
 Connection: close; with --keep-alive always the client connection stays open,
 backend connections are pooled and shadows finish in the background.
@@ -30,6 +32,8 @@ USAGE:
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
          [--keep-alive master-only|always] [--shadow-max-inflight N]
+         [--diff-log PATH|-] [--control [NAME=]HOST:PORT] [--ignore-header NAME]...
+         [--ignore-json PATH]... [--json-set PATH]... [--json-tolerance PATH=NUM]...
     kage route --config FILE [--listen ADDR] [--max-connections N]
 
 OPTIONS:
@@ -55,6 +59,21 @@ OPTIONS:
                                   may keep it [default: master-only]
         --shadow-max-inflight N   Most requests in flight to each shadow; past it
                                   shadow requests are dropped, counted [default: 64]
+        --diff-log PATH|-         Append one JSON line per shadowed exchange (ts, id,
+                                  method, target, backends, differences); - is
+                                  stdout; SIGHUP reopens PATH (log rotation)
+        --control [NAME=]HOST:PORT
+                                  A second instance of the master's code, fed like a
+                                  shadow: differences it shares with a shadow are
+                                  noise, not mismatches (name: control)
+        --ignore-header NAME      Also ignore this response header; always ignored:
+                                  Date, Age, Expires, Server, Set-Cookie, Via,
+                                  X-Request-Id and the framing fields
+        --ignore-json PATH        Ignore JSON differences at PATH and under it, a
+                                  JSON Pointer where * is any key or index
+                                  (e.g. /items/*/updated_at)
+        --json-set PATH           Compare the JSON array at PATH as a set
+        --json-tolerance PATH=NUM Numbers at PATH are equal within NUM
     -h, --help                    Print this help and exit
     -V, --version                 Print the version and exit
 
@@ -159,6 +178,12 @@ pub struct ProxyArgs {
     pub shadow_methods: ShadowMethods,
     /// Percent of eligible requests shadowed.
     pub sample: f64,
+    /// What the comparison ignores and treats leniently.
+    pub rules: compare::Rules,
+    /// Where the diff log goes (`-`: stdout).
+    pub diff_log: Option<PathBuf>,
+    /// The control backend's name, when there is one.
+    pub control: Option<String>,
 }
 
 /// Parses the arguments (without the program name). The error names the
@@ -235,6 +260,9 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut pool_idle = None;
     let mut pool_idle_timeout = None;
     let mut keep_alive = None;
+    let mut rules = compare::Rules::default();
+    let mut diff_log = None;
+    let mut control = None;
     let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -281,6 +309,32 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                     KeepAlive::parse(&v).ok_or_else(|| format!("--keep-alive {v}: expected master-only or always"))?,
                 );
             }
+            Long("diff-log") => diff_log = Some(PathBuf::from(value(&mut p, "--diff-log")?)),
+            Long("ignore-header") => rules
+                .ignored_headers
+                .push(value(&mut p, "--ignore-header")?.to_ascii_lowercase()),
+            Long("ignore-json") => rules
+                .paths
+                .push((json_path(&mut p, "--ignore-json")?, PathRule::Ignore)),
+            Long("json-set") => rules.paths.push((json_path(&mut p, "--json-set")?, PathRule::Set)),
+            Long("json-tolerance") => {
+                let v = value(&mut p, "--json-tolerance")?;
+                let bad = || format!("--json-tolerance {v}: expected PATH=NUMBER, like /total=0.01");
+                let (path, tol) = v.rsplit_once('=').ok_or_else(bad)?;
+                let tol: f64 = tol
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(bad)?;
+                let path = PathPattern::parse(path).map_err(|e| format!("--json-tolerance {v}: {e}"))?;
+                rules.paths.push((path, PathRule::Tolerance(tol)));
+            }
+            Long("control") => {
+                if control.is_some() {
+                    return Err("--control is given twice; there is at most one control".into());
+                }
+                control = Some(backend_arg(&value(&mut p, "--control")?, "--control", "control")?);
+            }
             Long("shadow-max-inflight") => {
                 let v = value(&mut p, "--shadow-max-inflight")?;
                 max_inflight =
@@ -301,7 +355,8 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let (master_name, master_addr) = master.ok_or("--master HOST:PORT is required")?;
     let mut backends = vec![Backend::new(master_name, master_addr, Role::Master)];
     backends[0].timeout = backend_timeout;
-    for (name, addr) in shadows {
+    let control_name = control.as_ref().map(|(name, _)| name.clone());
+    for (name, addr) in shadows.into_iter().chain(control) {
         let mut b = Backend::new(name, addr, Role::Shadow);
         b.timeout = shadow_timeout.unwrap_or(backend_timeout);
         backends.push(b);
@@ -332,6 +387,9 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         config,
         shadow_methods: methods,
         sample,
+        rules,
+        diff_log,
+        control: control_name,
     }))
 }
 
@@ -357,6 +415,11 @@ fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, String> {
 fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     let v = value(p, flag)?;
     parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
+}
+
+fn json_path(p: &mut lexopt::Parser, flag: &str) -> Result<PathPattern, String> {
+    let v = value(p, flag)?;
+    PathPattern::parse(&v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
 fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, SocketAddr), String> {
@@ -440,14 +503,15 @@ mod tests {
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
              --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
-             --keep-alive always --shadow-max-inflight 7",
+             --keep-alive always --shadow-max-inflight 7 --diff-log - --control base=127.0.0.1:4 \
+             --ignore-header X-Trace --ignore-json /items/*/at --json-set /tags --json-tolerance /total=0.5",
         ))
         .unwrap();
         let Command::Proxy(p) = cmd else {
             panic!("not a proxy command")
         };
         let names: Vec<_> = p.config.backends.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["prod", "shadow1", "new"]);
+        assert_eq!(names, ["prod", "shadow1", "new", "base"]);
         assert_eq!(p.config.backends[0].timeout, Duration::from_secs(2));
         assert_eq!(p.config.backends[1].timeout, Duration::from_millis(500));
         assert_eq!(p.config.client_timeout, Duration::from_secs(60));
@@ -456,6 +520,13 @@ mod tests {
         assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
         assert_eq!(p.config.keep_alive, KeepAlive::Always);
         assert_eq!(p.config.shadow_max_inflight, 7);
+        assert_eq!(p.diff_log.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(p.control.as_deref(), Some("base"));
+        let control = p.config.backends.last().unwrap();
+        assert_eq!((control.name.as_str(), control.role), ("base", Role::Shadow));
+        assert!(!p.rules.compares_header("x-trace"));
+        assert_eq!(p.rules.paths.len(), 3);
+        assert_eq!(p.rules.paths[2].1, PathRule::Tolerance(0.5));
         assert_eq!(p.sample, 12.5);
         assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
     }
@@ -549,6 +620,18 @@ mod tests {
             (
                 "--listen 127.0.0.1:0 --master 127.0.0.1:1 --shadow-max-inflight -1",
                 "--shadow-max-inflight -1",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --ignore-json items",
+                "--ignore-json items: JSON path \"items\" must start with /",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --json-tolerance /total",
+                "--json-tolerance /total: expected PATH=NUMBER",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --control c=127.0.0.1:2 --control 127.0.0.1:3",
+                "--control is given twice",
             ),
             ("--bogus", "--bogus"),
         ] {

@@ -15,6 +15,8 @@
 //!
 //! ```text
 //! main.rs, cli       flags -> Config + shadow policy, or routes.toml; signals
+//! compare/           the comparator: a Hooks comparing each shadow with the
+//!                    master (status, headers, body; JSON by path), diff log
 //! server             a Poll + stop Waker running Services (proxy, router, both)
 //! route/ (mio)       the TCP router: Relay (listener, slab of connections),
 //!                    conn (peek, connect with failover, replay, splice),
@@ -60,6 +62,9 @@
 //!    from the master's read buffer to the client as they arrive. A full
 //!    buffer is backpressure: the master is not read while the client is slow.
 //! 5. Shadow responses are read, framed and captured, never written anywhere.
+//!    The binary's hooks are a [`compare::Compare`]: when the exchange is
+//!    done each shadow is compared with the master and a line goes to the
+//!    diff log.
 //! 6. When every selected backend is done (complete, failed, timed out),
 //!    [`proxy::Hooks::backends_finished`] gets an [`proxy::Exchange`] with a
 //!    [`proxy::BackendReport`] per backend. A master-only request on a
@@ -125,6 +130,7 @@
 
 pub mod buffer;
 pub mod cli;
+pub mod compare;
 pub mod fuzzing;
 pub mod http;
 mod listen;

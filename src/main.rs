@@ -2,16 +2,19 @@
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use kage::cli::{self, Command, ProxyArgs, RouteArgs, ShadowMethods};
+use kage::compare::{Compare, DiffLog, Summary};
 use kage::proxy::{Backend, Hooks, Proxy, Request, Role, Selection};
 use kage::route::Relay;
 use kage::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{error, info};
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 fn main() -> ExitCode {
@@ -69,27 +72,39 @@ fn route(args: RouteArgs) -> io::Result<()> {
             ""
         }
     );
-    let mut signals = signal_service(&server)?;
+    let mut signals = signal_service(&server, None)?;
     server.run(&mut [&mut signals, &mut relay], 1)?;
     info!("stopped");
     Ok(())
 }
 
-fn signal_service(server: &Server) -> io::Result<SignalService> {
+fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Result<SignalService> {
     Ok(SignalService {
-        signals: Signals::new([SIGQUIT, SIGTERM, SIGINT])?,
+        signals: Signals::new([SIGQUIT, SIGTERM, SIGINT, SIGHUP])?,
         token: None,
         stop: server.stop_handle(),
+        reopen,
     })
 }
 
 fn run(args: ProxyArgs) -> io::Result<()> {
     let listen = args.config.listen;
-    let hooks = CliHooks {
+    let policy = CliHooks {
         methods: args.shadow_methods,
         sample: args.sample,
         rng: fastrand::Rng::new(),
     };
+    let mut hooks = Compare::new(policy, args.rules);
+    if let Some(name) = args.control {
+        hooks = hooks.with_control(name);
+    }
+    let mut reopen = None;
+    if let Some(path) = &args.diff_log {
+        let log = DiffLog::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} (--diff-log): {e}", path.display())))?;
+        reopen = Some(log.reopen_flag());
+        hooks = hooks.with_log(log);
+    }
     let mut server = Server::new()?;
     let mut proxy = Proxy::new(args.config, hooks)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")))?;
@@ -100,10 +115,38 @@ fn run(args: ProxyArgs) -> io::Result<()> {
         .map(|b| format!("{} {}={}", b.role.as_str(), b.name, b.addr))
         .collect();
     info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
-    let mut signals = signal_service(&server)?;
+    let mut signals = signal_service(&server, reopen)?;
     server.run(&mut [&mut signals, &mut proxy], 1)?;
+    log_summary(proxy.hooks().summary());
     info!("stopped");
     Ok(())
+}
+
+/// One paragraph per shadow: its verdicts and the paths that differed most.
+fn log_summary(summary: &Summary) {
+    for (shadow, verdicts) in &summary.verdicts {
+        let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+        let mut top: Vec<_> = summary
+            .differences
+            .iter()
+            .filter(|((s, _, _), _)| s == shadow)
+            .collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let paths: Vec<String> = top
+            .iter()
+            .take(5)
+            .map(|((_, kind, path), n)| format!("{kind:?} {path} ({n})").to_lowercase())
+            .collect();
+        info!(
+            "summary {shadow}: {}{}",
+            counts.join(", "),
+            if paths.is_empty() {
+                String::new()
+            } else {
+                format!("; most differences: {}", paths.join(", "))
+            }
+        );
+    }
 }
 
 /// The command line's shadow policy: `--shadow-methods` and `--sample`.
@@ -125,11 +168,12 @@ impl Hooks for CliHooks {
     }
 }
 
-/// QUIT: graceful stop; TERM and INT: fast stop.
+/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the diff log.
 struct SignalService {
     signals: Signals,
     token: Option<Token>,
     stop: StopHandle,
+    reopen: Option<Arc<AtomicBool>>,
 }
 
 impl Service for SignalService {
@@ -149,6 +193,13 @@ impl Service for SignalService {
             return false;
         }
         for signal in self.signals.pending() {
+            if signal == SIGHUP {
+                info!("signal {signal}: the diff log is reopened before its next line");
+                if let Some(flag) = &self.reopen {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                continue;
+            }
             let mode = if signal == SIGQUIT {
                 ShutdownMode::Graceful
             } else {

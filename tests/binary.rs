@@ -161,6 +161,49 @@ fn curl_keeps_its_connection_through_a_shadowed_proxy_with_keep_alive_always() {
 }
 
 #[test]
+fn the_diff_log_is_reopened_on_sighup() {
+    let master = TestBackend::ok("one");
+    let shadow = TestBackend::ok("two");
+    let log = std::env::temp_dir().join(format!("kage-hup-{}.jsonl", std::process::id()));
+    let rotated = log.with_extension("jsonl.1");
+    let _ = std::fs::remove_file(&log);
+    let kage = Kage::start(&[
+        "--master",
+        &master.addr.to_string(),
+        "--shadow",
+        &shadow.addr.to_string(),
+        "--diff-log",
+        log.to_str().unwrap(),
+    ]);
+    let lines = |path: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
+        let t = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= n {
+                return text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                    .collect();
+            }
+            assert!(t.elapsed() < QUICK, "{} has: {text}", path.display());
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(roundtrip(kage.addr, GET).status, 200);
+    assert_eq!(lines(&log, 1)[0]["backends"][1]["outcome"], "mismatch");
+    std::fs::rename(&log, &rotated).unwrap();
+    kage.signal("HUP");
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(roundtrip(kage.addr, GET).status, 200, "SIGHUP does not stop the proxy");
+    let fresh = lines(&log, 1);
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(lines(&rotated, 1).len(), 1, "the rotated file got no more lines");
+    assert!(fresh[0]["id"].as_u64() > lines(&rotated, 1)[0]["id"].as_u64());
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&rotated);
+}
+
+#[test]
 fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
     const SIZE: usize = 64 << 20;
     let master = TestBackend::start(|conn, _| {

@@ -1,0 +1,159 @@
+//! The diff log: one JSON object per line for each shadowed exchange,
+//! appended to a file (reopened on request, for log rotation) or stdout.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::{Difference, Verdict};
+use crate::proxy::{Exchange, Role};
+
+/// One line of the diff log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// When the exchange was compared (RFC 3339, UTC).
+    pub ts: String,
+    /// The exchange's id, unique per process run.
+    pub id: u64,
+    /// The request method.
+    pub method: String,
+    /// The request target.
+    pub target: String,
+    /// Every selected backend.
+    pub backends: Vec<BackendLine>,
+    /// What differs (empty when every shadow matched).
+    pub differences: Vec<Difference>,
+}
+
+/// One backend in a [`Record`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendLine {
+    /// The backend's name.
+    pub name: String,
+    /// `master`, `shadow` or `control`.
+    pub role: &'static str,
+    /// The response status, if a head came.
+    pub status: Option<u16>,
+    /// For a shadow its verdict (`match`, `mismatch`, `ignored`, or how
+    /// it failed); for the master and the control how the exchange ended.
+    pub outcome: &'static str,
+    /// Milliseconds to the first response byte.
+    pub ttfb_ms: Option<f64>,
+    /// Milliseconds to the last response byte.
+    pub total_ms: Option<f64>,
+    /// Response bytes received.
+    pub bytes: u64,
+}
+
+impl Record {
+    /// The record of `exchange` with the shadows' `verdicts` (by backend
+    /// index) and their `differences`.
+    pub fn new(
+        exchange: &Exchange<'_>,
+        verdicts: &[(usize, Verdict)],
+        control: Option<&str>,
+        differences: Vec<Difference>,
+    ) -> Self {
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
+        let backends = exchange
+            .iter()
+            .map(|(b, r)| {
+                let control = b.role == Role::Shadow && control == Some(b.name.as_str());
+                let verdict = verdicts.iter().find(|(i, _)| *i == r.backend).map(|(_, v)| v.as_str());
+                BackendLine {
+                    name: b.name.clone(),
+                    role: if control { "control" } else { b.role.as_str() },
+                    status: r.status(),
+                    outcome: verdict.unwrap_or(r.outcome.as_str()),
+                    ttfb_ms: ms(r.ttfb),
+                    total_ms: ms(r.total),
+                    bytes: r.bytes,
+                }
+            })
+            .collect();
+        Record {
+            ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            id: exchange.id,
+            method: String::from_utf8_lossy(exchange.request.method_bytes()).into_owned(),
+            target: String::from_utf8_lossy(exchange.request.target()).into_owned(),
+            backends,
+            differences,
+        }
+    }
+}
+
+/// Where the diff log goes.
+pub struct DiffLog {
+    path: Option<PathBuf>,
+    file: Option<File>,
+    reopen: Arc<AtomicBool>,
+    line: Vec<u8>,
+    failing: bool,
+}
+
+impl DiffLog {
+    /// Appends to `path` (created if missing); `-` is stdout.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let (path, file) = if path == Path::new("-") {
+            (None, None)
+        } else {
+            (Some(path.to_path_buf()), Some(append(path)?))
+        };
+        Ok(DiffLog {
+            path,
+            file,
+            reopen: Arc::new(AtomicBool::new(false)),
+            line: Vec::new(),
+            failing: false,
+        })
+    }
+
+    /// Set it (from a SIGHUP handler, say) to have the file reopened
+    /// before the next line: log rotation.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        self.reopen.clone()
+    }
+
+    /// Writes one line; a failure is logged once until writing works again.
+    pub fn write(&mut self, record: &Record) {
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            if let Some(path) = &self.path {
+                match append(path) {
+                    Ok(f) => self.file = Some(f),
+                    Err(e) => log::warn!(
+                        "cannot reopen the diff log {}: {e}; keeping the old file",
+                        path.display()
+                    ),
+                }
+            }
+        }
+        self.line.clear();
+        if serde_json::to_writer(&mut self.line, record).is_err() {
+            return;
+        }
+        self.line.push(b'\n');
+        // One write per line: a reader never sees half a record.
+        let result = match self.file.as_mut() {
+            Some(f) => f.write_all(&self.line),
+            None => io::stdout().lock().write_all(&self.line),
+        };
+        match result {
+            Ok(()) => self.failing = false,
+            Err(e) if !self.failing => {
+                self.failing = true;
+                let name = self.path.as_ref().map_or("stdout".into(), |p| p.display().to_string());
+                log::warn!("cannot write the diff log {name}: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}

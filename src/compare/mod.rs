@@ -1,0 +1,362 @@
+//! Response comparison: a [`Hooks`] implementation that compares every
+//! shadow's response with the master's and writes what differs to a diff
+//! log. Nothing in [`crate::proxy`] knows about it.
+//!
+//! Per shadow: the outcome (a shadow that failed is an `outcome`
+//! difference), the status, the response headers minus an ignore list and
+//! the hop-by-hop and framing fields, and the body after its chunked
+//! framing (removed by the proxy) and gzip/deflate coding are removed.
+//! Equal bodies cost one byte comparison; only different ones are parsed:
+//! JSON bodies structurally, each difference named by its JSON Pointer
+//! (see [`Rules`] for ignore, set and tolerance rules), others by their
+//! first differing byte.
+//!
+//! Each shadow gets a verdict: `match`, `mismatch`, or `ignored` (every
+//! difference is ignored or noise), or the core's outcome when it failed.
+//! With a control backend (a second instance of the master's code, fed
+//! like a shadow), a shadow's difference that the control also shows
+//! against the master on the same path is noise, not a mismatch.
+
+mod body;
+mod json;
+mod log;
+mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+pub use self::body::{MAX_DECODED_BODY, decode, first_difference, is_json};
+pub use self::json::{JsonDifference, MAX_JSON_DIFFERENCES, MAX_VALUE_CHARS};
+pub use self::log::{BackendLine, DiffLog, Record};
+pub use self::rules::{DEFAULT_IGNORED_HEADERS, FRAMING_HEADERS, PathPattern, PathRule, Rules};
+use crate::http::HeadRewrite;
+use crate::proxy::{Backend, BackendReport, Exchange, Hooks, Outcome, Request, Role, Selection};
+
+/// What part of a response differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The status code.
+    Status,
+    /// A response header (`path` is its lower-case name).
+    Header,
+    /// The body (`path` is a JSON Pointer for JSON bodies).
+    Body,
+    /// How the exchange ended (the shadow failed).
+    Outcome,
+}
+
+/// One difference between a shadow's response and the master's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// The shadow's name.
+    pub backend: String,
+    /// What differs.
+    pub kind: Kind,
+    /// Header name, or JSON Pointer of a body value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The master's side (absent: the master has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// The shadow's side (absent: the shadow has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The control differs from the master the same way: noise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub noise: bool,
+    /// An ignore rule covers it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
+}
+
+impl Difference {
+    fn new(backend: &str, kind: Kind, path: Option<String>, master: Option<String>, shadow: Option<String>) -> Self {
+        Difference {
+            backend: backend.to_string(),
+            kind,
+            path,
+            master,
+            shadow,
+            noise: false,
+            ignored: false,
+        }
+    }
+
+    /// Whether it counts against the shadow.
+    pub fn counts(&self) -> bool {
+        !self.noise && !self.ignored
+    }
+}
+
+/// A shadow's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Same response.
+    Match,
+    /// At least one difference that is neither ignored nor noise.
+    Mismatch,
+    /// Differences, all ignored or noise.
+    Ignored,
+    /// The master's response is not complete: nothing to compare with.
+    Uncompared,
+    /// The shadow failed (the core's outcome).
+    Failed(Outcome),
+}
+
+impl Verdict {
+    /// Lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Match => "match",
+            Verdict::Mismatch => "mismatch",
+            Verdict::Ignored => "ignored",
+            Verdict::Uncompared => "uncompared",
+            Verdict::Failed(o) => o.as_str(),
+        }
+    }
+}
+
+/// Compares `shadow`'s response with `master`'s; the differences are named
+/// after `name`.
+pub fn compare(master: &BackendReport, shadow: &BackendReport, name: &str, rules: &Rules) -> Vec<Difference> {
+    let mut out = Vec::new();
+    if master.outcome != Outcome::Complete {
+        return out;
+    }
+    if shadow.outcome != Outcome::Complete {
+        out.push(Difference::new(
+            name,
+            Kind::Outcome,
+            None,
+            Some(master.outcome.as_str().into()),
+            Some(shadow.outcome.as_str().into()),
+        ));
+        return out;
+    }
+    if master.status() != shadow.status() {
+        let status = |r: &BackendReport| r.status().map(|s| s.to_string());
+        out.push(Difference::new(
+            name,
+            Kind::Status,
+            None,
+            status(master),
+            status(shadow),
+        ));
+    }
+    let (mh, sh) = (headers(master, rules), headers(shadow, rules));
+    for key in mh.keys().chain(sh.keys().filter(|k| !mh.contains_key(*k))) {
+        let (m, s) = (mh.get(key), sh.get(key));
+        if m != s {
+            out.push(Difference::new(
+                name,
+                Kind::Header,
+                Some(key.clone()),
+                m.cloned(),
+                s.cloned(),
+            ));
+        }
+    }
+    compare_bodies(master, shadow, name, rules, &mut out);
+    out
+}
+
+/// Compared headers of a response: lower-case name to its values joined.
+fn headers(r: &BackendReport, rules: &Rules) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    let Some(head) = r.response.as_ref() else { return map };
+    for f in head.fields() {
+        let name = String::from_utf8_lossy(f.name.get(&r.response_raw)).to_ascii_lowercase();
+        if !rules.compares_header(&name) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(f.value.get(&r.response_raw));
+        map.entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}
+
+fn compare_bodies(
+    master: &BackendReport,
+    shadow: &BackendReport,
+    name: &str,
+    rules: &Rules,
+    out: &mut Vec<Difference>,
+) {
+    if master.response_body == shadow.response_body {
+        return;
+    }
+    fn decoded(r: &BackendReport) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        decode(&r.response_body, r.header("content-encoding"))
+    }
+    let (m, s) = match (decoded(master), decoded(shadow)) {
+        (Ok(m), Ok(s)) => (m, s),
+        // Undecodable: the raw bytes are what can be compared.
+        _ => (
+            master.response_body.as_slice().into(),
+            shadow.response_body.as_slice().into(),
+        ),
+    };
+    if m == s {
+        return;
+    }
+    let whole = !master.truncated && !shadow.truncated;
+    let json = |r: &BackendReport, b: &[u8]| is_json(r.header("content-type"), b);
+    if whole && json(master, &m) && json(shadow, &s) {
+        if let (Ok(mv), Ok(sv)) = (
+            serde_json::from_slice::<serde_json::Value>(&m),
+            serde_json::from_slice::<serde_json::Value>(&s),
+        ) {
+            for d in json::diff(&mv, &sv, rules) {
+                let mut diff = Difference::new(name, Kind::Body, Some(d.path), d.master, d.shadow);
+                diff.ignored = d.ignored;
+                out.push(diff);
+            }
+            return;
+        }
+    }
+    let (at, mc, sc) = first_difference(&m, &s);
+    out.push(Difference::new(
+        name,
+        Kind::Body,
+        None,
+        Some(format!("at byte {at}: {mc}")),
+        Some(format!("at byte {at}: {sc}")),
+    ));
+}
+
+/// The verdict for a shadow with `differences`.
+pub fn verdict(shadow: &BackendReport, master: &BackendReport, differences: &[Difference]) -> Verdict {
+    if shadow.outcome != Outcome::Complete {
+        Verdict::Failed(shadow.outcome)
+    } else if master.outcome != Outcome::Complete {
+        Verdict::Uncompared
+    } else if differences.is_empty() {
+        Verdict::Match
+    } else if differences.iter().any(Difference::counts) {
+        Verdict::Mismatch
+    } else {
+        Verdict::Ignored
+    }
+}
+
+/// Counts kept across exchanges, per shadow.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Verdicts per shadow name.
+    pub verdicts: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// Differences that count, per (shadow, kind, path).
+    pub differences: BTreeMap<(String, Kind, String), u64>,
+}
+
+/// The comparator: wraps the hooks that select and munge (`inner`),
+/// compares in [`Hooks::backends_finished`], then calls `inner`'s.
+pub struct Compare<H> {
+    inner: H,
+    rules: Rules,
+    control: Option<String>,
+    log: Option<DiffLog>,
+    summary: Summary,
+}
+
+impl<H: Hooks> Compare<H> {
+    /// Compares with `rules`; selection and munging are `inner`'s.
+    pub fn new(inner: H, rules: Rules) -> Self {
+        Compare {
+            inner,
+            rules,
+            control: None,
+            log: None,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Names the backend that runs the master's code (fed like a shadow):
+    /// differences it shares with a shadow are noise.
+    pub fn with_control(mut self, name: impl Into<String>) -> Self {
+        self.control = Some(name.into());
+        self
+    }
+
+    /// Writes one line per shadowed exchange to `log`.
+    pub fn with_log(mut self, log: DiffLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The wrapped hooks.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+
+    /// What was compared so far.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Compares one exchange: the record the diff log gets.
+    pub fn evaluate(&mut self, exchange: &Exchange<'_>) -> Option<Record> {
+        let (_, master) = exchange.iter().find(|(b, _)| b.role == Role::Master)?;
+        let control = exchange
+            .iter()
+            .find(|(b, _)| Some(&b.name) == self.control.as_ref() && b.role == Role::Shadow);
+        // What the control shows against the master is noise.
+        let noise: BTreeSet<(Kind, Option<String>)> = control
+            .map(|(b, r)| compare(master, r, &b.name, &self.rules))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.kind, d.path))
+            .collect();
+        let mut differences = Vec::new();
+        let mut verdicts = Vec::new();
+        for (b, r) in exchange.iter() {
+            if b.role == Role::Master || Some(&b.name) == self.control.as_ref() {
+                continue;
+            }
+            let mut diffs = compare(master, r, &b.name, &self.rules);
+            for d in &mut diffs {
+                d.noise = noise.contains(&(d.kind, d.path.clone()));
+            }
+            let v = verdict(r, master, &diffs);
+            *self
+                .summary
+                .verdicts
+                .entry(b.name.clone())
+                .or_default()
+                .entry(v.as_str())
+                .or_default() += 1;
+            for d in diffs.iter().filter(|d| d.counts()) {
+                let key = (b.name.clone(), d.kind, d.path.clone().unwrap_or_default());
+                *self.summary.differences.entry(key).or_default() += 1;
+            }
+            verdicts.push((r.backend, v));
+            differences.extend(diffs);
+        }
+        Some(Record::new(exchange, &verdicts, self.control.as_deref(), differences))
+    }
+}
+
+impl<H: Hooks> Hooks for Compare<H> {
+    fn select_backends(&mut self, request: &Request<'_>, backends: &[Backend]) -> Selection {
+        self.inner.select_backends(request, backends)
+    }
+
+    fn munge_request(&mut self, backend: &Backend, request: &Request<'_>, rewrite: &mut HeadRewrite) {
+        self.inner.munge_request(backend, request, rewrite)
+    }
+
+    fn backends_finished(&mut self, exchange: &Exchange<'_>) {
+        if let Some(record) = self.evaluate(exchange) {
+            if let Some(log) = self.log.as_mut() {
+                log.write(&record);
+            }
+        }
+        self.inner.backends_finished(exchange);
+    }
+}
