@@ -32,7 +32,8 @@ USAGE:
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
          [--keep-alive master-only|always] [--shadow-max-inflight N]
-         [--diff-log PATH|-] [--control [NAME=]HOST:PORT] [--ignore-header NAME]...
+         [--forward-client-ip] [--diff-log PATH|-] [--control [NAME=]HOST:PORT]
+         [--ignore-header NAME]...
          [--ignore-json PATH]... [--json-set PATH]... [--json-tolerance PATH=NUM]...
     kage route --config FILE [--listen ADDR] [--max-connections N]
 
@@ -59,6 +60,8 @@ OPTIONS:
                                   may keep it [default: master-only]
         --shadow-max-inflight N   Most requests in flight to each shadow; past it
                                   shadow requests are dropped, counted [default: 64]
+        --forward-client-ip       Append the client's address to X-Forwarded-For and
+                                  add an RFC 7239 Forwarded element for every backend
         --diff-log PATH|-         Append one JSON line per shadowed exchange (ts, id,
                                   method, target, backends, differences); - is
                                   stdout; SIGHUP reopens PATH (log rotation)
@@ -263,6 +266,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut rules = compare::Rules::default();
     let mut diff_log = None;
     let mut control = None;
+    let mut forward_client_ip = false;
     let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -309,6 +313,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                     KeepAlive::parse(&v).ok_or_else(|| format!("--keep-alive {v}: expected master-only or always"))?,
                 );
             }
+            Long("forward-client-ip") => forward_client_ip = true,
             Long("diff-log") => diff_log = Some(PathBuf::from(value(&mut p, "--diff-log")?)),
             Long("ignore-header") => rules
                 .ignored_headers
@@ -377,6 +382,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     if let Some(k) = keep_alive {
         config.keep_alive = k;
     }
+    config.forward_client_ip = forward_client_ip;
     if let Some(n) = max_inflight {
         config.shadow_max_inflight = n;
     }
@@ -503,7 +509,7 @@ mod tests {
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
              --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
-             --keep-alive always --shadow-max-inflight 7 --diff-log - --control base=127.0.0.1:4 \
+             --keep-alive always --shadow-max-inflight 7 --forward-client-ip --diff-log - --control base=127.0.0.1:4 \
              --ignore-header X-Trace --ignore-json /items/*/at --json-set /tags --json-tolerance /total=0.5",
         ))
         .unwrap();
@@ -520,6 +526,7 @@ mod tests {
         assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
         assert_eq!(p.config.keep_alive, KeepAlive::Always);
         assert_eq!(p.config.shadow_max_inflight, 7);
+        assert!(p.config.forward_client_ip);
         assert_eq!(p.diff_log.as_deref(), Some(std::path::Path::new("-")));
         assert_eq!(p.control.as_deref(), Some("base"));
         let control = p.config.backends.last().unwrap();

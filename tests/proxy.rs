@@ -678,3 +678,23 @@ fn bodiless_responses_keep_the_connection_in_step() {
     assert_eq!(c.get().body_str(), "after", "the connection is still in step");
     assert_eq!(master.seen.accepts(), 1);
 }
+
+#[test]
+fn the_client_address_is_forwarded_to_every_backend_when_asked() {
+    let master = TestBackend::ok("m");
+    let shadow = TestBackend::ok("s");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .tweak(|cfg| cfg.forward_client_ip = true)
+        .start();
+    let r = roundtrip(
+        proxy.addr,
+        b"GET /ip HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    proxy.exchange();
+    for b in [&master, &shadow] {
+        let req = &b.requests()[0];
+        assert_eq!(req.header("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
+        assert_eq!(req.header("forwarded").as_deref(), Some("for=127.0.0.1;proto=http"));
+    }
+}

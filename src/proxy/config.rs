@@ -128,6 +128,9 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// Which exchanges keep the client connection open.
     pub keep_alive: KeepAlive,
+    /// Append the client's address to `X-Forwarded-For` and add an
+    /// RFC 7239 `Forwarded` element in what every backend receives.
+    pub forward_client_ip: bool,
     /// Most requests in flight to each shadow, from being sent until the
     /// shadow's part of the exchange is over (with [`KeepAlive::Always`],
     /// also while the client has moved on). Past it shadow requests are not
@@ -152,6 +155,7 @@ impl Config {
             pool_idle_per_backend: super::pool::DEFAULT_POOL_IDLE_PER_BACKEND,
             pool_idle_timeout: super::pool::DEFAULT_POOL_IDLE_TIMEOUT,
             keep_alive: KeepAlive::MasterOnly,
+            forward_client_ip: false,
             shadow_max_inflight: DEFAULT_SHADOW_MAX_INFLIGHT,
         }
     }

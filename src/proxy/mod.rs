@@ -7,6 +7,7 @@
 //! ready-made host.
 
 mod config;
+mod forwarded;
 mod hooks;
 mod pending;
 mod pool;

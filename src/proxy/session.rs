@@ -426,6 +426,9 @@ impl Session {
             for (name, value) in &backend.set_headers {
                 let _ = rw.set(name, value);
             }
+            if cx.cfg.forward_client_ip {
+                super::forwarded::add(&request, &mut rw);
+            }
             if !direct {
                 // Copies carry the whole body; nobody will answer 100 to them.
                 let _ = rw.remove("expect");
