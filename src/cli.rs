@@ -32,7 +32,7 @@ USAGE:
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
          [--keep-alive master-only|always] [--shadow-max-inflight N]
-         [--forward-client-ip] [--diff-log PATH|-] [--control [NAME=]HOST:PORT]
+         [--forward-client-ip] [--metrics ADDR] [--diff-log PATH|-] [--control [NAME=]HOST:PORT]
          [--ignore-header NAME]...
          [--ignore-json PATH]... [--json-set PATH]... [--json-tolerance PATH=NUM]...
     kage route --config FILE [--listen ADDR] [--max-connections N]
@@ -62,6 +62,10 @@ OPTIONS:
                                   shadow requests are dropped, counted [default: 64]
         --forward-client-ip       Append the client's address to X-Forwarded-For and
                                   add an RFC 7239 Forwarded element for every backend
+        --metrics ADDR            Serve Prometheus metrics at GET /metrics on ADDR:
+                                  kage_requests_total, kage_response_seconds,
+                                  kage_comparisons_total, kage_differences_total,
+                                  kage_shadow_dropped_total, kage_connections_open
         --diff-log PATH|-         Append one JSON line per shadowed exchange (ts, id,
                                   method, target, backends, differences); - is
                                   stdout; SIGHUP reopens PATH (log rotation)
@@ -187,6 +191,8 @@ pub struct ProxyArgs {
     pub diff_log: Option<PathBuf>,
     /// The control backend's name, when there is one.
     pub control: Option<String>,
+    /// Where `GET /metrics` is served.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Parses the arguments (without the program name). The error names the
@@ -267,6 +273,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut diff_log = None;
     let mut control = None;
     let mut forward_client_ip = false;
+    let mut metrics = None;
     let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
@@ -314,6 +321,10 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                 );
             }
             Long("forward-client-ip") => forward_client_ip = true,
+            Long("metrics") => {
+                let v = value(&mut p, "--metrics")?;
+                metrics = Some(resolve(&v).map_err(|e| format!("--metrics {v}: {e}"))?);
+            }
             Long("diff-log") => diff_log = Some(PathBuf::from(value(&mut p, "--diff-log")?)),
             Long("ignore-header") => rules
                 .ignored_headers
@@ -396,6 +407,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         rules,
         diff_log,
         control: control_name,
+        metrics,
     }))
 }
 
@@ -509,7 +521,7 @@ mod tests {
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
              --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
-             --keep-alive always --shadow-max-inflight 7 --forward-client-ip --diff-log - --control base=127.0.0.1:4 \
+             --keep-alive always --shadow-max-inflight 7 --forward-client-ip --metrics 127.0.0.1:9 --diff-log - --control base=127.0.0.1:4 \
              --ignore-header X-Trace --ignore-json /items/*/at --json-set /tags --json-tolerance /total=0.5",
         ))
         .unwrap();
@@ -527,6 +539,7 @@ mod tests {
         assert_eq!(p.config.keep_alive, KeepAlive::Always);
         assert_eq!(p.config.shadow_max_inflight, 7);
         assert!(p.config.forward_client_ip);
+        assert_eq!(p.metrics, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(p.diff_log.as_deref(), Some(std::path::Path::new("-")));
         assert_eq!(p.control.as_deref(), Some("base"));
         let control = p.config.backends.last().unwrap();

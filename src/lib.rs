@@ -30,6 +30,7 @@
 //!                    hooks: select / munge / backends_finished
 //! listen, sweep,     shared by proxy and router: acceptor (EMFILE pause),
 //! tokens             deadline sweep, token layout
+//! metrics            counters, fixed-bucket histograms, the /metrics Service
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! buffer, net        fixed buffers with cursors; io results folded into one enum
 //! ```
@@ -134,6 +135,7 @@ pub mod compare;
 pub mod fuzzing;
 pub mod http;
 mod listen;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod route;

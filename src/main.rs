@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use kage::cli::{self, Command, ProxyArgs, RouteArgs, ShadowMethods};
-use kage::compare::{Compare, DiffLog, Summary};
+use kage::compare::{Compare, CompareStats, DiffLog, Summary};
+use kage::metrics::{Endpoint, Source};
 use kage::proxy::{Backend, Hooks, Proxy, Request, Role, Selection};
 use kage::route::Relay;
 use kage::server::{Server, Service, ShutdownMode, StopHandle};
@@ -116,20 +117,29 @@ fn run(args: ProxyArgs) -> io::Result<()> {
         .collect();
     info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
     let mut signals = signal_service(&server, reopen)?;
-    server.run(&mut [&mut signals, &mut proxy], 1)?;
-    log_summary(proxy.hooks().summary());
+    match args.metrics {
+        Some(addr) => {
+            let sources: Vec<Arc<dyn Source>> = vec![proxy.stats(), proxy.hooks().stats()];
+            let mut endpoint = Endpoint::bind(addr, sources)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (--metrics): {e}")))?;
+            info!("metrics at http://{}/metrics", endpoint.local_addr());
+            server.run(&mut [&mut signals, &mut proxy, &mut endpoint], 1)?;
+        }
+        None => server.run(&mut [&mut signals, &mut proxy], 1)?,
+    }
+    log_summary(&proxy.hooks().stats(), proxy.hooks().summary());
     info!("stopped");
     Ok(())
 }
 
 /// One paragraph per shadow: its verdicts and the paths that differed most.
-fn log_summary(summary: &Summary) {
-    for (shadow, verdicts) in &summary.verdicts {
+fn log_summary(stats: &CompareStats, summary: &Summary) {
+    for (shadow, verdicts) in stats.verdicts() {
         let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
         let mut top: Vec<_> = summary
             .differences
             .iter()
-            .filter(|((s, _, _), _)| s == shadow)
+            .filter(|((s, _, _), _)| *s == shadow)
             .collect();
         top.sort_by(|a, b| b.1.cmp(a.1));
         let paths: Vec<String> = top

@@ -204,6 +204,53 @@ fn the_diff_log_is_reopened_on_sighup() {
 }
 
 #[test]
+fn metrics_are_scraped_by_curl() {
+    let master = TestBackend::ok("one");
+    let shadow = TestBackend::ok("two");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let kage = Kage::start(&[
+        "--master",
+        &master.addr.to_string(),
+        "--shadow",
+        &shadow.addr.to_string(),
+        "--keep-alive",
+        "always",
+        "--metrics",
+        &metrics,
+    ]);
+    let mut c = Client::connect(kage.addr);
+    for _ in 0..3 {
+        c.send(GET);
+        assert_eq!(c.get().status, 200);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .arg(format!("http://{metrics}{path}"))
+            .output()
+            .expect("curl is installed (.ci/run installs it)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = curl("/metrics");
+    assert!(text.ends_with("\n200"), "{text}");
+    for line in [
+        "kage_requests_total{backend=\"master\",outcome=\"complete\"} 3",
+        "kage_requests_total{backend=\"shadow1\",outcome=\"complete\"} 3",
+        "kage_response_seconds_count{backend=\"master\"} 3",
+        "kage_response_seconds_bucket{backend=\"shadow1\",le=\"+Inf\"} 3",
+        "kage_comparisons_total{backend=\"shadow1\",result=\"mismatch\"} 3",
+        "kage_differences_total{backend=\"shadow1\",kind=\"body\"} 3",
+        "kage_shadow_dropped_total{backend=\"shadow1\",reason=\"inflight\"} 0",
+        "kage_connections_open 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
+    assert!(curl("/other").ends_with("\n404"));
+}
+
+#[test]
 fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
     const SIZE: usize = 64 << 20;
     let master = TestBackend::start(|conn, _| {

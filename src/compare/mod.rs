@@ -23,6 +23,8 @@ mod log;
 mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -31,6 +33,7 @@ pub use self::json::{JsonDifference, MAX_JSON_DIFFERENCES, MAX_VALUE_CHARS};
 pub use self::log::{BackendLine, DiffLog, Record};
 pub use self::rules::{DEFAULT_IGNORED_HEADERS, FRAMING_HEADERS, PathPattern, PathRule, Rules};
 use crate::http::HeadRewrite;
+use crate::metrics::{Source, label};
 use crate::proxy::{Backend, BackendReport, Exchange, Hooks, Outcome, Request, Role, Selection};
 
 /// What part of a response differs.
@@ -106,6 +109,34 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every name [`as_str`](Self::as_str) gives, in [`index`](Self::index) order.
+    pub const NAMES: [&'static str; 4 + Outcome::ALL.len()] = [
+        "match",
+        "mismatch",
+        "ignored",
+        "uncompared",
+        "complete",
+        "refused",
+        "timeout",
+        "reset",
+        "invalid",
+        "truncated",
+        "too_large",
+        "skipped",
+        "dropped",
+    ];
+
+    /// Position in [`Verdict::NAMES`].
+    pub fn index(self) -> usize {
+        match self {
+            Verdict::Match => 0,
+            Verdict::Mismatch => 1,
+            Verdict::Ignored => 2,
+            Verdict::Uncompared => 3,
+            Verdict::Failed(o) => 4 + o.index(),
+        }
+    }
+
     /// Lower-case name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -246,13 +277,102 @@ pub fn verdict(shadow: &BackendReport, master: &BackendReport, differences: &[Di
     }
 }
 
-/// Counts kept across exchanges, per shadow.
+/// Differences that counted, per (shadow, kind, path): kept across
+/// exchanges for a summary (grows only with distinct differing paths).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    /// Verdicts per shadow name.
-    pub verdicts: BTreeMap<String, BTreeMap<&'static str, u64>>,
-    /// Differences that count, per (shadow, kind, path).
+    /// Count per (shadow, kind, path).
     pub differences: BTreeMap<(String, Kind, String), u64>,
+}
+
+const KINDS: [Kind; 4] = [Kind::Status, Kind::Header, Kind::Body, Kind::Outcome];
+
+/// Comparison counters per shadow, for a metrics endpoint; fixed arrays,
+/// sized once for the configured backends.
+#[derive(Debug, Default)]
+pub struct CompareStats {
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    names: Vec<String>,
+    verdicts: Vec<[u64; Verdict::NAMES.len()]>,
+    kinds: Vec<[u64; KINDS.len()]>,
+}
+
+impl CompareStats {
+    fn record(&self, backends: &[Backend], b: usize, verdict: Verdict, differences: &[Difference]) {
+        let Ok(mut c) = self.counts.lock() else { return };
+        if c.names.len() < backends.len() {
+            c.names = backends.iter().map(|b| b.name.clone()).collect();
+            c.verdicts.resize(backends.len(), [0; Verdict::NAMES.len()]);
+            c.kinds.resize(backends.len(), [0; KINDS.len()]);
+        }
+        c.verdicts[b][verdict.index()] += 1;
+        for d in differences.iter().filter(|d| d.counts()) {
+            let k = KINDS.iter().position(|k| *k == d.kind).unwrap_or(0);
+            c.kinds[b][k] += 1;
+        }
+    }
+
+    /// Per shadow compared so far: its name and its non-zero verdict counts.
+    pub fn verdicts(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        let Ok(c) = self.counts.lock() else { return Vec::new() };
+        c.verdicts
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.iter().any(|n| *n > 0))
+            .map(|(b, v)| {
+                let counts = v
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(i, n)| (Verdict::NAMES[i], *n))
+                    .collect();
+                (c.names[b].clone(), counts)
+            })
+            .collect()
+    }
+
+    /// Comparisons of backend `b` that came to `verdict`.
+    pub fn comparisons(&self, b: usize, verdict: Verdict) -> u64 {
+        self.counts
+            .lock()
+            .ok()
+            .and_then(|c| c.verdicts.get(b).map(|v| v[verdict.index()]))
+            .unwrap_or(0)
+    }
+}
+
+impl Source for CompareStats {
+    fn write_metrics(&self, out: &mut String) {
+        let Ok(c) = self.counts.lock() else { return };
+        out.push_str("# HELP kage_comparisons_total Shadow responses compared with the master's, by verdict.\n");
+        out.push_str("# TYPE kage_comparisons_total counter\n");
+        for (b, verdicts) in c.verdicts.iter().enumerate() {
+            for (v, n) in verdicts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let _ = writeln!(
+                    out,
+                    "kage_comparisons_total{{backend=\"{}\",result=\"{}\"}} {n}",
+                    label(&c.names[b]),
+                    Verdict::NAMES[v]
+                );
+            }
+        }
+        out.push_str("# HELP kage_differences_total Differences that count (not ignored, not noise), by kind.\n");
+        out.push_str("# TYPE kage_differences_total counter\n");
+        for (b, kinds) in c.kinds.iter().enumerate() {
+            for (k, n) in kinds.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let kind = format!("{:?}", KINDS[k]).to_lowercase();
+                let _ = writeln!(
+                    out,
+                    "kage_differences_total{{backend=\"{}\",kind=\"{kind}\"}} {n}",
+                    label(&c.names[b])
+                );
+            }
+        }
+    }
 }
 
 /// The comparator: wraps the hooks that select and munge (`inner`),
@@ -263,6 +383,7 @@ pub struct Compare<H> {
     control: Option<String>,
     log: Option<DiffLog>,
     summary: Summary,
+    stats: Arc<CompareStats>,
 }
 
 impl<H: Hooks> Compare<H> {
@@ -274,6 +395,7 @@ impl<H: Hooks> Compare<H> {
             control: None,
             log: None,
             summary: Summary::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -300,6 +422,11 @@ impl<H: Hooks> Compare<H> {
         &self.summary
     }
 
+    /// The counters, to share with a [`crate::metrics::Endpoint`].
+    pub fn stats(&self) -> Arc<CompareStats> {
+        self.stats.clone()
+    }
+
     /// Compares one exchange: the record the diff log gets.
     pub fn evaluate(&mut self, exchange: &Exchange<'_>) -> Option<Record> {
         let (_, master) = exchange.iter().find(|(b, _)| b.role == Role::Master)?;
@@ -324,13 +451,7 @@ impl<H: Hooks> Compare<H> {
                 d.noise = noise.contains(&(d.kind, d.path.clone()));
             }
             let v = verdict(r, master, &diffs);
-            *self
-                .summary
-                .verdicts
-                .entry(b.name.clone())
-                .or_default()
-                .entry(v.as_str())
-                .or_default() += 1;
+            self.stats.record(exchange.backends, r.backend, v, &diffs);
             for d in diffs.iter().filter(|d| d.counts()) {
                 let key = (b.name.clone(), d.kind, d.path.clone().unwrap_or_default());
                 *self.summary.differences.entry(key).or_default() += 1;

@@ -170,6 +170,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Complete,
+        Outcome::Refused,
+        Outcome::Timeout,
+        Outcome::Reset,
+        Outcome::Invalid,
+        Outcome::Truncated,
+        Outcome::TooLarge,
+        Outcome::Skipped,
+        Outcome::Dropped,
+    ];
+
+    /// Position in [`Outcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Lower-case name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

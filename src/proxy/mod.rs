@@ -13,11 +13,13 @@ mod pending;
 mod pool;
 mod reply;
 mod session;
+mod stats;
 mod upstream;
 
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -39,6 +41,7 @@ pub use config::{
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
+pub use stats::Stats;
 pub use upstream::BACKEND_BUFFER;
 
 use crate::net::Readiness;
@@ -63,6 +66,7 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     pool: BufferPool,
     pools: Pools,
     backlog: Backlog,
+    stats: Arc<Stats>,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -73,9 +77,11 @@ impl<H: Hooks> Proxy<H> {
         let acceptor = Acceptor::bind(cfg.listen)?;
         let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
         let now = Instant::now();
+        let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
         Ok(Proxy {
             pools,
-            backlog: Backlog::new(cfg.backends.len(), cfg.shadow_max_inflight, now),
+            backlog: Backlog::new(stats.clone(), cfg.backends.len(), cfg.shadow_max_inflight, now),
+            stats,
             cfg,
             hooks,
             acceptor,
@@ -129,7 +135,12 @@ impl<H: Hooks> Proxy<H> {
     /// ([`Outcome::Dropped`]): not sent past
     /// [`Config::shadow_max_inflight`].
     pub fn dropped(&self, index: usize) -> u64 {
-        self.backlog.dropped(index)
+        self.stats.dropped(index)
+    }
+
+    /// The counters, to share with a [`crate::metrics::Endpoint`].
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// How many tokens the proxy needs for its configured
@@ -246,6 +257,7 @@ impl<H: Hooks> Proxy<H> {
             for s in self.sessions.drain() {
                 s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
             }
+            self.stats.set_connections(0);
             self.backlog.close(registry, &mut self.pool);
         }
         let cfg = &self.cfg;
@@ -273,7 +285,7 @@ impl<H: Hooks> Proxy<H> {
     pub fn shutdown(&mut self, registry: &Registry, mode: ShutdownMode, now: Instant) {
         if !self.draining {
             for (b, backend) in self.cfg.backends.iter().enumerate() {
-                let n = self.backlog.dropped(b);
+                let n = self.stats.dropped(b);
                 if n > 0 {
                     info!(
                         "{}: {n} shadow request(s) dropped, {} were in flight (shadow_max_inflight)",
@@ -313,7 +325,8 @@ impl<H: Hooks> Proxy<H> {
                 continue;
             }
             debug!("{peer}: accepted");
-            entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool));
+            entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool, &self.stats));
+            self.stats.set_connections(self.sessions.len());
             self.after_pump(registry, slot, now);
         }
     }
@@ -378,6 +391,7 @@ impl<H: Hooks> Proxy<H> {
         let Some(s) = self.sessions.get_mut(slot) else { return };
         if s.is_finished() {
             let s = self.sessions.remove(slot);
+            self.stats.set_connections(self.sessions.len());
             s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
             if self.acceptor.may_accept() {
                 self.accept(registry, now);

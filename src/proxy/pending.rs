@@ -16,6 +16,7 @@
 //! so the backlog stays within its token range.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
@@ -26,6 +27,7 @@ use super::config::{Backend, Config, Role};
 use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
 use super::pool::Pools;
 use super::session::PUMP_BUDGET;
+use super::stats::Stats;
 use super::upstream::{State, Step, Upstream};
 use crate::buffer::BufferPool;
 use crate::http::{RequestContext, RequestHead};
@@ -232,8 +234,8 @@ pub(crate) struct Backlog {
     /// Adopted since the proxy last looked: pumped once there.
     fresh: Vec<usize>,
     sweep: Sweep,
-    /// Shadow requests dropped, per backend.
-    dropped: Vec<u64>,
+    /// Where drops are counted.
+    stats: Arc<Stats>,
     /// Shadow requests in flight, per backend.
     inflight: Vec<usize>,
     /// Most requests in flight to one shadow.
@@ -241,13 +243,13 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
-    pub(crate) fn new(backends: usize, max_inflight: usize, now: Instant) -> Self {
+    pub(crate) fn new(stats: Arc<Stats>, backends: usize, max_inflight: usize, now: Instant) -> Self {
         Backlog {
             slab: Slab::new(),
             cap: 0,
             fresh: Vec::new(),
             sweep: Sweep::new(now),
-            dropped: vec![0; backends],
+            stats,
             inflight: vec![0; backends],
             max_inflight,
         }
@@ -260,7 +262,7 @@ impl Backlog {
             return false;
         };
         if *n >= self.max_inflight {
-            self.count_drop(b);
+            self.stats.count_drop(b);
             return false;
         }
         *n += 1;
@@ -298,14 +300,12 @@ impl Backlog {
 
     /// Counts a shadow request to backend `b` dropped.
     pub(crate) fn count_drop(&mut self, b: usize) {
-        if let Some(n) = self.dropped.get_mut(b) {
-            *n += 1;
-        }
+        self.stats.count_drop(b);
     }
 
-    /// Shadow requests to backend `b` dropped so far.
-    pub(crate) fn dropped(&self, b: usize) -> u64 {
-        self.dropped.get(b).copied().unwrap_or(0)
+    /// The counters, for a fresh upstream.
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// Takes `p` in, its sockets moved onto the slot's tokens. Check

@@ -8,6 +8,7 @@
 //! WouldBlock.
 
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::{debug, info, warn};
@@ -19,6 +20,7 @@ use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
 use super::pending::{Backlog, Pending, end_failed};
 use super::pool::Pools;
 use super::reply;
+use super::stats::Stats;
 use super::upstream::{State, Step, Upstream, outcome_of};
 use crate::buffer::{Buffer, BufferPool};
 use crate::http::{
@@ -95,7 +97,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(client: TcpStream, peer: SocketAddr, cfg: &Config, now: Instant, pool: &mut BufferPool) -> Self {
+    pub(crate) fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        cfg: &Config,
+        now: Instant,
+        pool: &mut BufferPool,
+        stats: &Arc<Stats>,
+    ) -> Self {
         Session {
             client: Some(client),
             peer,
@@ -119,7 +128,7 @@ impl Session {
                 .backends
                 .iter()
                 .enumerate()
-                .map(|(i, b)| Upstream::new(i, b.timeout, now))
+                .map(|(i, b)| Upstream::new(i, b.timeout, now, stats.clone()))
                 .collect(),
             exchange_id: 0,
             last_client_io: now,
@@ -949,7 +958,7 @@ impl Session {
         }
         let mut ups = Vec::with_capacity(waiting.len());
         for b in waiting.iter() {
-            let fresh = Upstream::new(b, cx.cfg.backends[b].timeout, cx.now);
+            let fresh = Upstream::new(b, cx.cfg.backends[b].timeout, cx.now, cx.backlog.stats().clone());
             ups.push(std::mem::replace(&mut self.ups[b], fresh));
         }
         let done = self

@@ -2,6 +2,7 @@
 //! coming back, and what is captured of it for the hooks.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -9,6 +10,7 @@ use mio::{Interest, Registry, Token};
 
 use super::hooks::{BackendReport, Outcome};
 use super::pool::Pools;
+use super::stats::Stats;
 use crate::buffer::{Buffer, BufferPool};
 use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
 use crate::net::{self, Failure, Io, Readiness};
@@ -69,10 +71,11 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     /// The response head was sent on to the client.
     pub(crate) head_forwarded: bool,
+    stats: Arc<Stats>,
 }
 
 impl Upstream {
-    pub(crate) fn new(index: usize, timeout: Duration, now: Instant) -> Self {
+    pub(crate) fn new(index: usize, timeout: Duration, now: Instant, stats: Arc<Stats>) -> Self {
         Upstream {
             sock: None,
             state: State::Idle,
@@ -97,6 +100,7 @@ impl Upstream {
             last_io: now,
             timeout,
             head_forwarded: false,
+            stats,
         }
     }
 
@@ -434,6 +438,11 @@ impl Upstream {
         }
         self.state = State::Done;
         self.report.outcome = outcome;
+        let total = (outcome == Outcome::Complete).then(|| now.saturating_duration_since(self.sent_at));
+        // A request never sent is counted as dropped, not as an exchange.
+        if outcome != Outcome::Dropped {
+            self.stats.record(self.report.backend, outcome, total);
+        }
         if outcome == Outcome::Complete {
             self.report.total = Some(now.saturating_duration_since(self.sent_at));
             self.report.response = Some(std::mem::take(&mut self.head));
