@@ -18,8 +18,9 @@ struct PerBackend {
     dropped: AtomicU64,
 }
 
-/// The proxy's counters (see the [module docs](self)); shared with a
-/// metrics endpoint through [`Proxy::stats`](super::Proxy::stats).
+/// The proxy's counters per backend (requests by outcome, response times,
+/// drops) and the connections open; shared with a metrics endpoint through
+/// [`Proxy::stats`](super::Proxy::stats).
 #[derive(Debug)]
 pub struct Stats {
     names: Vec<String>,
