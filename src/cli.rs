@@ -36,6 +36,8 @@ USAGE:
          [--ignore-header NAME]...
          [--ignore-json PATH]... [--json-set PATH]... [--json-tolerance PATH=NUM]...
     kage route --config FILE [--listen ADDR] [--max-connections N]
+    kage demo                     Two sample backends, the proxy comparing them,
+                                  40 requests and a summary; exits 0
 
 OPTIONS:
     -l, --listen ADDR             Address to listen on, e.g. 127.0.0.1:8080
@@ -144,6 +146,8 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Run the router.
     Route(RouteArgs),
+    /// Run the demo.
+    Demo,
 }
 
 /// A checked `kage route` invocation, its file loaded.
@@ -199,6 +203,14 @@ pub struct ProxyArgs {
 /// flag and says what was expected.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "demo") {
+        args.next();
+        return match args.next() {
+            None => Ok(Command::Demo),
+            Some(a) if a == "-h" || a == "--help" => Ok(Command::Help),
+            Some(a) => Err(format!("kage demo takes no arguments, got {:?}", a.to_string_lossy())),
+        };
+    }
     if args.peek().is_some_and(|a| a == "route") {
         args.next();
         return parse_route(args);

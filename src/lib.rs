@@ -132,6 +132,7 @@
 pub mod buffer;
 pub mod cli;
 pub mod compare;
+pub mod demo;
 pub mod fuzzing;
 pub mod http;
 mod listen;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Proxy(args)) => exit(run(args)),
         Ok(Command::Route(args)) => exit(route(args)),
+        Ok(Command::Demo) => exit(kage::demo::run(&mut io::stdout().lock())),
     }
 }
 

@@ -33,3 +33,21 @@ fn unknown_flag_is_named_and_exits_two() {
     assert_eq!(code, 2);
     assert!(err.contains("--bogus") && err.contains("--help"), "{err}");
 }
+
+#[test]
+fn the_demo_compares_two_sample_backends_and_exits_zero() {
+    let (code, out, err) = kage(&["demo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for needle in [
+        "sent 40 requests",
+        "comparisons of new with master: 0 match, 30 mismatch, 10 ignored",
+        "body    /price               30",
+    ] {
+        assert!(out.contains(needle), "no {needle:?} in:\n{out}");
+    }
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("200 x40")).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    let (code, _, err) = kage(&["demo", "--now"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("kage demo takes no arguments"), "{err}");
+}

@@ -1,0 +1,252 @@
+//! `kage demo`: two sample backends, the proxy with comparison in front of
+//! them, a few dozen requests, and a short summary. Everything on loopback
+//! ports the system picks; nothing outlives the call.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::Duration;
+
+use crate::compare::{Compare, PathPattern, PathRule, Rules, Verdict};
+use crate::http::{BodyDecoder, HeadStatus, RequestContext, RequestHead, ResponseHead};
+use crate::proxy::{Backend, Config, Exchange, Hooks, KeepAlive, Proxy, Role};
+use crate::server::{Server, ShutdownMode};
+
+/// Requests the demo sends through the proxy.
+pub const DEMO_REQUESTS: usize = 40;
+/// How much slower the "new version" answers.
+pub const NEW_VERSION_DELAY: Duration = Duration::from_millis(2);
+/// Longest wait for any one step of the demo.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the demo's hooks hand over per exchange: per backend, its name,
+/// status and total time.
+type Timings = Vec<(String, Option<u16>, Option<Duration>)>;
+
+/// Records the timings of every exchange for the summary.
+struct Recorder(Sender<Timings>);
+
+impl Hooks for Recorder {
+    fn backends_finished(&mut self, exchange: &Exchange<'_>) {
+        let timings = exchange
+            .iter()
+            .map(|(b, r)| (b.name.clone(), r.status(), r.total))
+            .collect();
+        let _ = self.0.send(timings);
+    }
+}
+
+/// Runs the demo and writes its summary to `out`.
+pub fn run(out: &mut impl Write) -> io::Result<()> {
+    let master = sample_backend(false)?;
+    let new = sample_backend(true)?;
+    let backends = vec![
+        Backend::new("master", master, Role::Master),
+        Backend::new("new", new, Role::Shadow),
+    ];
+    let mut cfg = Config::new("127.0.0.1:0".parse().expect("a literal address"), backends);
+    cfg.keep_alive = KeepAlive::Always;
+    let rules = Rules {
+        paths: vec![(
+            PathPattern::parse("/generated_at").map_err(io::Error::other)?,
+            PathRule::Ignore,
+        )],
+        ..Rules::default()
+    };
+    let (tx, rx) = mpsc::channel();
+    let hooks = Compare::new(Recorder(tx), rules);
+    let mut proxy = Proxy::new(cfg, hooks)?;
+    let addr = proxy.local_addr();
+    let mut server = Server::new()?;
+    let stop = server.stop_handle();
+    let loop_thread = thread::spawn(move || {
+        let result = server.run(&mut [&mut proxy], 1);
+        result.map(|()| proxy)
+    });
+    writeln!(
+        out,
+        "kage demo: master on {master}, new version on {new} (answers {} ms later, one JSON field differs),\n\
+         proxy on {addr} with --keep-alive always, ignoring /generated_at\n",
+        NEW_VERSION_DELAY.as_millis()
+    )?;
+    let sent = send_requests(addr);
+    let mut timings = Vec::new();
+    for _ in 0..DEMO_REQUESTS {
+        match rx.recv_timeout(STEP_TIMEOUT) {
+            Ok(t) => timings.push(t),
+            Err(_) => break,
+        }
+    }
+    stop.stop(ShutdownMode::Graceful);
+    let proxy = loop_thread
+        .join()
+        .map_err(|_| io::Error::other("the proxy thread panicked"))??;
+    let sent = sent?;
+    writeln!(
+        out,
+        "sent {sent} requests through the proxy; the client got every answer from the master\n"
+    )?;
+    write!(out, "{}", summary(&timings, proxy.hooks()))?;
+    Ok(())
+}
+
+fn summary(timings: &[Timings], compare: &Compare<Recorder>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>8}  {:<14} {:>8} {:>8}",
+        "backend", "requests", "statuses", "p50", "p99"
+    );
+    for name in ["master", "new"] {
+        let mine: Vec<_> = timings.iter().flatten().filter(|(n, _, _)| n == name).collect();
+        let mut statuses: Vec<(u16, usize)> = Vec::new();
+        for (_, status, _) in &mine {
+            let code = status.unwrap_or(0);
+            match statuses.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => statuses.push((code, 1)),
+            }
+        }
+        let statuses: Vec<String> = statuses.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+        let mut totals: Vec<Duration> = mine.iter().filter_map(|(_, _, t)| *t).collect();
+        totals.sort();
+        let _ = writeln!(
+            s,
+            "{name:<10} {:>8}  {:<14} {:>8} {:>8}",
+            mine.len(),
+            statuses.join(", "),
+            percentile(&totals, 0.50),
+            percentile(&totals, 0.99)
+        );
+    }
+    let stats = compare.stats();
+    let verdicts: Vec<String> = [Verdict::Match, Verdict::Mismatch, Verdict::Ignored]
+        .iter()
+        .map(|v| format!("{} {}", stats.comparisons(1, *v), v.as_str()))
+        .collect();
+    let _ = writeln!(s, "\ncomparisons of new with master: {}", verdicts.join(", "));
+    let _ = writeln!(s, "differences found, by path:");
+    let diffs = &compare.summary().differences;
+    if diffs.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    for ((_, kind, path), n) in diffs {
+        let kind = format!("{kind:?}").to_lowercase();
+        let _ = writeln!(s, "  {kind:<7} {:<20} {n}", if path.is_empty() { "-" } else { path });
+    }
+    s
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    format!("{:.2} ms", sorted[i].as_secs_f64() * 1e3)
+}
+
+/// Sends the demo's requests on one keep-alive connection; how many got
+/// an answer.
+fn send_requests(addr: SocketAddr) -> io::Result<usize> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(STEP_TIMEOUT))?;
+    let mut buf = Vec::new();
+    for i in 0..DEMO_REQUESTS {
+        let req = format!("GET /api/items/{i} HTTP/1.1\r\nHost: demo\r\nAccept: application/json\r\n\r\n");
+        conn.write_all(req.as_bytes())?;
+        read_response(&mut conn, &mut buf)?;
+    }
+    Ok(DEMO_REQUESTS)
+}
+
+/// Reads one response (head and body) with the crate's own parser.
+fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<u16> {
+    let mut head = ResponseHead::new();
+    let mut chunk = [0u8; 4096];
+    let len = loop {
+        match head.parse(buf, RequestContext::default()) {
+            Ok(HeadStatus::Complete(len)) => break len,
+            Ok(HeadStatus::Partial) => fill(conn, buf, &mut chunk)?,
+            Err(e) => return Err(io::Error::other(format!("invalid response: {e}"))),
+        }
+    };
+    let mut body = BodyDecoder::new(head.framing());
+    let mut pos = len;
+    loop {
+        let scanned = body
+            .scan(&buf[pos..], |_| {})
+            .map_err(|e| io::Error::other(format!("invalid response body: {e}")))?;
+        pos += scanned.consumed;
+        if scanned.done {
+            break;
+        }
+        fill(conn, buf, &mut chunk)?;
+    }
+    buf.drain(..pos);
+    Ok(head.status())
+}
+
+fn fill(conn: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> io::Result<()> {
+    let n = conn.read(chunk)?;
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+/// A sample JSON API on an ephemeral port, a thread per connection. The
+/// new version includes tax in its price and is a little slower.
+fn sample_backend(new_version: bool) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            thread::spawn(move || serve(conn, new_version));
+        }
+    });
+    Ok(addr)
+}
+
+fn serve(mut conn: TcpStream, new_version: bool) {
+    let _ = conn.set_read_timeout(Some(STEP_TIMEOUT));
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let mut served = 0u64;
+    loop {
+        let mut head = RequestHead::new();
+        let len = loop {
+            match head.parse(&buf) {
+                Ok(HeadStatus::Complete(len)) => break len,
+                Ok(HeadStatus::Partial) if fill(&mut conn, &mut buf, &mut chunk).is_ok() => {}
+                _ => return,
+            }
+        };
+        let path = String::from_utf8_lossy(head.path(&buf)).into_owned();
+        buf.drain(..len);
+        let id: u64 = path.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let cents = 1000 + id * 25;
+        // Every fourth item is tax-exempt: the versions agree there.
+        let price = if new_version && id % 4 != 0 {
+            cents * 6 / 5
+        } else {
+            cents
+        };
+        if new_version {
+            thread::sleep(NEW_VERSION_DELAY);
+        }
+        served += 1;
+        let body = format!(
+            r#"{{"id":{id},"name":"item {id}","price":{price},"currency":"EUR","generated_at":"{}-{served}"}}"#,
+            if new_version { "new" } else { "master" }
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
