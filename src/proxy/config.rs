@@ -15,6 +15,8 @@ pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
 pub const MAX_BACKENDS: usize = 64;
+/// Default for [`Backend::marker`].
+pub const DEFAULT_SHADOW_MARKER: &str = "X-Kage-Shadow";
 /// Default for [`Config::shadow_max_inflight`]: as many as the idle
 /// connections a pool keeps per backend.
 pub const DEFAULT_SHADOW_MAX_INFLIGHT: usize = 64;
@@ -74,7 +76,7 @@ impl Role {
 }
 
 /// One backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
     /// Name used in logs, hooks and reports.
     pub name: String,
@@ -88,6 +90,19 @@ pub struct Backend {
     pub set_headers: Vec<(String, String)>,
     /// Header fields removed from every request to it.
     pub remove_headers: Vec<String>,
+    /// The Host sent to it instead of the client's.
+    pub host: Option<String>,
+    /// A path prefix replaced in the request target: `(from, to)`.
+    pub path_prefix: Option<(String, String)>,
+    /// For a shadow: a header field marking its requests, set to the
+    /// exchange id (`X-Kage-Shadow: 17`); `None` sends no marker.
+    pub marker: Option<String>,
+    /// For a shadow: most requests in flight to it (instead of
+    /// [`Config::shadow_max_inflight`]).
+    pub max_inflight: Option<usize>,
+    /// For a shadow: most requests sent per second, on average over one
+    /// second (a token bucket); past it shadow requests are dropped.
+    pub max_rps: Option<f64>,
 }
 
 impl Backend {
@@ -100,6 +115,11 @@ impl Backend {
             timeout: DEFAULT_BACKEND_TIMEOUT,
             set_headers: Vec::new(),
             remove_headers: Vec::new(),
+            host: None,
+            path_prefix: None,
+            marker: Some(DEFAULT_SHADOW_MARKER.to_string()),
+            max_inflight: None,
+            max_rps: None,
         }
     }
 }

@@ -36,12 +36,12 @@ use crate::sweep::Sweep;
 
 pub use config::{
     Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, Role,
+    DEFAULT_SHADOW_MARKER, DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
-pub use stats::Stats;
+pub use stats::{DropReason, Stats};
 pub use upstream::BACKEND_BUFFER;
 
 use crate::net::Readiness;
@@ -80,7 +80,7 @@ impl<H: Hooks> Proxy<H> {
         let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
         Ok(Proxy {
             pools,
-            backlog: Backlog::new(stats.clone(), cfg.backends.len(), cfg.shadow_max_inflight, now),
+            backlog: Backlog::new(stats.clone(), &cfg, now),
             stats,
             cfg,
             hooks,
@@ -155,10 +155,13 @@ impl<H: Hooks> Proxy<H> {
     fn pending_wanted(&self) -> usize {
         match self.cfg.keep_alive {
             // Each pending exchange holds at least one shadow request.
-            KeepAlive::Always => {
-                let shadows = self.cfg.backends.iter().filter(|b| b.role == Role::Shadow).count();
-                self.cfg.shadow_max_inflight.saturating_mul(shadows)
-            }
+            KeepAlive::Always => self
+                .cfg
+                .backends
+                .iter()
+                .filter(|b| b.role == Role::Shadow)
+                .map(|b| pending::max_inflight(&self.cfg, b))
+                .fold(0, usize::saturating_add),
             KeepAlive::MasterOnly => 0,
         }
     }
@@ -287,9 +290,17 @@ impl<H: Hooks> Proxy<H> {
             for (b, backend) in self.cfg.backends.iter().enumerate() {
                 let n = self.stats.dropped(b);
                 if n > 0 {
+                    let why: Vec<String> = DropReason::ALL
+                        .iter()
+                        .map(|r| (r, self.stats.dropped_for(b, *r)))
+                        .filter(|(_, n)| *n > 0)
+                        .map(|(r, n)| format!("{n} {}", r.as_str()))
+                        .collect();
                     info!(
-                        "{}: {n} shadow request(s) dropped, {} were in flight (shadow_max_inflight)",
-                        backend.name, self.cfg.shadow_max_inflight
+                        "{}: {n} shadow request(s) dropped ({}; in-flight cap {})",
+                        backend.name,
+                        why.join(", "),
+                        pending::max_inflight(&self.cfg, backend)
                     );
                 }
             }

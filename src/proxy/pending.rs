@@ -24,10 +24,15 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use super::config::{Backend, Config, Role};
+
+/// Most requests in flight to `backend`: its own cap or the configuration's.
+pub(crate) fn max_inflight(cfg: &Config, backend: &Backend) -> usize {
+    backend.max_inflight.unwrap_or(cfg.shadow_max_inflight)
+}
 use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
 use super::pool::Pools;
 use super::session::PUMP_BUDGET;
-use super::stats::Stats;
+use super::stats::{DropReason, Stats};
 use super::upstream::{State, Step, Upstream};
 use crate::buffer::BufferPool;
 use crate::http::{RequestContext, RequestHead};
@@ -238,32 +243,75 @@ pub(crate) struct Backlog {
     stats: Arc<Stats>,
     /// Shadow requests in flight, per backend.
     inflight: Vec<usize>,
-    /// Most requests in flight to one shadow.
-    max_inflight: usize,
+    /// Most requests in flight, per backend.
+    max_inflight: Vec<usize>,
+    /// Requests-per-second budgets, per backend.
+    budgets: Vec<Option<Budget>>,
+}
+
+/// A token bucket: `rate` requests a second, bursts of up to one second's.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Budget {
+    fn new(rate: f64, now: Instant) -> Self {
+        Budget {
+            rate,
+            tokens: rate.max(1.0),
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Backlog {
-    pub(crate) fn new(stats: Arc<Stats>, backends: usize, max_inflight: usize, now: Instant) -> Self {
+    pub(crate) fn new(stats: Arc<Stats>, cfg: &Config, now: Instant) -> Self {
         Backlog {
             slab: Slab::new(),
             cap: 0,
             fresh: Vec::new(),
             sweep: Sweep::new(now),
             stats,
-            inflight: vec![0; backends],
-            max_inflight,
+            inflight: vec![0; cfg.backends.len()],
+            max_inflight: cfg.backends.iter().map(|b| max_inflight(cfg, b)).collect(),
+            budgets: cfg
+                .backends
+                .iter()
+                .map(|b| b.max_rps.map(|r| Budget::new(r, now)))
+                .collect(),
         }
     }
 
-    /// Takes one of backend `b`'s in-flight places for `up`; false (and the
-    /// drop counted) when they are all taken.
-    pub(crate) fn reserve(&mut self, b: usize, up: &mut Upstream) -> bool {
+    /// Takes one of backend `b`'s in-flight places for `up`, and a token of
+    /// its budget; false (and the drop counted) when it may not be sent.
+    pub(crate) fn reserve(&mut self, b: usize, up: &mut Upstream, now: Instant) -> bool {
         let Some(n) = self.inflight.get_mut(b) else {
             return false;
         };
-        if *n >= self.max_inflight {
-            self.stats.count_drop(b);
+        if *n >= self.max_inflight[b] {
+            self.stats.count_drop(b, DropReason::Inflight);
             return false;
+        }
+        if let Some(budget) = self.budgets[b].as_mut() {
+            if !budget.take(now) {
+                self.stats.count_drop(b, DropReason::Budget);
+                return false;
+            }
         }
         *n += 1;
         up.reserved = true;
@@ -298,9 +346,10 @@ impl Backlog {
         self.slab.len() >= self.cap
     }
 
-    /// Counts a shadow request to backend `b` dropped.
+    /// Counts a shadow request to backend `b` dropped for want of room
+    /// in the backlog.
     pub(crate) fn count_drop(&mut self, b: usize) {
-        self.stats.count_drop(b);
+        self.stats.count_drop(b, DropReason::Backlog);
     }
 
     /// The counters, for a fresh upstream.

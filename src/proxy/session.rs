@@ -15,7 +15,7 @@ use log::{debug, info, warn};
 use mio::Registry;
 use mio::net::TcpStream;
 
-use super::config::{Config, KeepAlive};
+use super::config::{Config, KeepAlive, Role};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
 use super::pending::{Backlog, Pending, end_failed};
 use super::pool::Pools;
@@ -387,7 +387,7 @@ impl Session {
         let mut dropped = Selection::none();
         if self.direct.is_some() {
             for b in selection.iter().filter(|&b| b != master) {
-                if !cx.backlog.reserve(b, &mut self.ups[b]) {
+                if !cx.backlog.reserve(b, &mut self.ups[b], cx.now) {
                     debug!(
                         "{}: {} has too many requests in flight; dropped",
                         self.peer, backends[b].name
@@ -437,6 +437,20 @@ impl Session {
             }
             if cx.cfg.forward_client_ip {
                 super::forwarded::add(&request, &mut rw);
+            }
+            if let Some(host) = &backend.host {
+                let _ = rw.set("host", host);
+            }
+            if let Some((from, to)) = &backend.path_prefix {
+                let target = request.target();
+                if let Some(rest) = target.strip_prefix(from.as_bytes()) {
+                    let _ = rw.set_target([to.as_bytes(), rest].concat());
+                }
+            }
+            if !direct && backend.role == Role::Shadow {
+                if let Some(marker) = &backend.marker {
+                    let _ = rw.set(marker, self.exchange_id.to_string());
+                }
             }
             if !direct {
                 // Copies carry the whole body; nobody will answer 100 to them.

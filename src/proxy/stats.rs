@@ -9,13 +9,38 @@ use std::time::Duration;
 use super::hooks::Outcome;
 use crate::metrics::{Histogram, Source, label};
 
+/// Why a shadow request was not sent (or not waited for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The shadow had its most requests in flight.
+    Inflight,
+    /// The shadow's requests-per-second budget was spent.
+    Budget,
+    /// No room in the backlog's token range.
+    Backlog,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 3] = [DropReason::Inflight, DropReason::Budget, DropReason::Backlog];
+
+    /// Lower-case name for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Inflight => "inflight",
+            DropReason::Budget => "budget",
+            DropReason::Backlog => "backlog",
+        }
+    }
+}
+
 /// One backend's counters.
 #[derive(Debug, Default)]
 struct PerBackend {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     /// Complete responses: request sent to last byte.
     latency: Histogram,
-    dropped: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 /// The proxy's counters per backend (requests by outcome, response times,
@@ -46,9 +71,9 @@ impl Stats {
         }
     }
 
-    pub(crate) fn count_drop(&self, b: usize) {
+    pub(crate) fn count_drop(&self, b: usize, reason: DropReason) {
         if let Some(p) = self.per.get(b) {
-            p.dropped.fetch_add(1, Ordering::Relaxed);
+            p.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -63,9 +88,16 @@ impl Stats {
             .map_or(0, |p| p.outcomes[outcome.index()].load(Ordering::Relaxed))
     }
 
-    /// Shadow requests to backend `b` not sent (in-flight cap).
+    /// Shadow requests to backend `b` dropped, for every reason.
     pub fn dropped(&self, b: usize) -> u64 {
-        self.per.get(b).map_or(0, |p| p.dropped.load(Ordering::Relaxed))
+        DropReason::ALL.iter().map(|r| self.dropped_for(b, *r)).sum()
+    }
+
+    /// Shadow requests to backend `b` dropped for `reason`.
+    pub fn dropped_for(&self, b: usize, reason: DropReason) -> u64 {
+        self.per
+            .get(b)
+            .map_or(0, |p| p.dropped[reason as usize].load(Ordering::Relaxed))
     }
 
     /// Backend `b`'s response time histogram (complete responses).
@@ -98,12 +130,15 @@ impl Source for Stats {
         out.push_str("# HELP kage_shadow_dropped_total Shadow requests not sent.\n");
         out.push_str("# TYPE kage_shadow_dropped_total counter\n");
         for (name, p) in self.names.iter().zip(&self.per) {
-            let n = p.dropped.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "kage_shadow_dropped_total{{backend=\"{}\",reason=\"inflight\"}} {n}",
-                label(name)
-            );
+            for r in DropReason::ALL {
+                let n = p.dropped[r as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "kage_shadow_dropped_total{{backend=\"{}\",reason=\"{}\"}} {n}",
+                    label(name),
+                    r.as_str()
+                );
+            }
         }
         out.push_str("# HELP kage_connections_open Client connections open.\n");
         out.push_str("# TYPE kage_connections_open gauge\n");
