@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::compare::{self, PathPattern, PathRule};
-use crate::proxy::{Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
+use crate::config_file::{self, FileConfig};
+use crate::policy::Route;
+use crate::proxy::{Backend, Config, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
 use crate::route::{Rules, Settings, config as route_config};
 
 /// The help text.
@@ -27,7 +29,7 @@ picks a backend by the rules of a routes.toml (prefix, regex, HTTP Host,
 TLS SNI, default), replays those bytes and splices both ways.
 
 USAGE:
-    kage --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
+    kage [--config FILE] --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
          [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
@@ -40,6 +42,11 @@ USAGE:
                                   40 requests and a summary; exits 0
 
 OPTIONS:
+    -c, --config FILE             A kage.toml (below): everything the flags say, plus
+                                  per-backend rewrites and limits, routes with
+                                  sampling, comparison rules; flags override it
+                                  (--shadow/--control replace its shadows,
+                                  --shadow-methods/--sample its routes)
     -l, --listen ADDR             Address to listen on, e.g. 127.0.0.1:8080
     -m, --master [NAME=]HOST:PORT The production backend (name: master)
     -s, --shadow [NAME=]HOST:PORT A shadow backend; repeat for more
@@ -128,12 +135,25 @@ ROUTES.TOML:
 SIGNALS:
     QUIT        Graceful: stop accepting, finish in-flight exchanges, exit 0
     TERM, INT   Fast: stop accepting, close what is left within 10 s, exit 0
+    HUP         Reopen the --diff-log file (log rotation)
 
 ENVIRONMENT:
     RUST_LOG    Log filter (env_logger syntax), e.g. RUST_LOG=kage=debug;
                 default: warnings and errors, plus one line per failed
                 shadow exchange at info level when enabled
 ";
+
+/// The whole help: [`HELP`], then the `kage.toml` schema.
+pub fn help() -> String {
+    let mut text = String::from(HELP);
+    text.push_str("\nKAGE.TOML (--config FILE):\n");
+    for line in config_file::EXAMPLE.lines() {
+        text.push_str("    ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -185,10 +205,8 @@ impl ShadowMethods {
 pub struct ProxyArgs {
     /// The proxy configuration.
     pub config: Config,
-    /// Methods sent to shadows.
-    pub shadow_methods: ShadowMethods,
-    /// Percent of eligible requests shadowed.
-    pub sample: f64,
+    /// Which requests go to which shadows.
+    pub routes: Vec<Route>,
     /// What the comparison ignores and treats leniently.
     pub rules: compare::Rules,
     /// Where the diff log goes (`-`: stdout).
@@ -266,25 +284,23 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut listen = None;
     let mut master = None;
     let mut shadows = Vec::new();
-    let mut backend_timeout = DEFAULT_BACKEND_TIMEOUT;
+    let mut file = None;
+    let mut backend_timeout = None;
     let mut shadow_timeout = None;
     let mut client_timeout = None;
-    let mut methods = ShadowMethods::List(
-        DEFAULT_SHADOW_METHODS
-            .iter()
-            .filter_map(|m| m.as_token())
-            .map(str::to_string)
-            .collect(),
-    );
-    let mut sample = 100.0;
+    let mut methods = None;
+    let mut sample = None;
     let mut max_connections = None;
     let mut pool_idle = None;
     let mut pool_idle_timeout = None;
     let mut keep_alive = None;
-    let mut rules = compare::Rules::default();
+    let mut rules = compare::Rules {
+        ignored_headers: Vec::new(),
+        paths: Vec::new(),
+    };
     let mut diff_log = None;
     let mut control = None;
-    let mut forward_client_ip = false;
+    let mut forward_client_ip = None;
     let mut metrics = None;
     let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
@@ -292,6 +308,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('l') | Long("listen") => listen = Some(listen_arg(&mut p)?),
+            Short('c') | Long("config") => file = Some(PathBuf::from(value(&mut p, "--config")?)),
             Short('m') | Long("master") => {
                 if master.is_some() {
                     return Err("--master is given twice; there is exactly one master".into());
@@ -302,19 +319,20 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                 let default = format!("shadow{}", shadows.len() + 1);
                 shadows.push(backend_arg(&value(&mut p, "--shadow")?, "--shadow", &default)?);
             }
-            Long("backend-timeout") => backend_timeout = duration_arg(&mut p, "--backend-timeout")?,
+            Long("backend-timeout") => backend_timeout = Some(duration_arg(&mut p, "--backend-timeout")?),
             Long("shadow-timeout") => shadow_timeout = Some(duration_arg(&mut p, "--shadow-timeout")?),
             Long("client-timeout") => client_timeout = Some(duration_arg(&mut p, "--client-timeout")?),
             Long("shadow-methods") => {
                 let v = value(&mut p, "--shadow-methods")?;
-                methods = parse_methods(&v).map_err(|e| format!("--shadow-methods {v}: {e}"))?;
+                methods = Some(parse_methods(&v).map_err(|e| format!("--shadow-methods {v}: {e}"))?);
             }
             Long("sample") => {
                 let v = value(&mut p, "--sample")?;
                 sample = v
                     .parse::<f64>()
+                    .map(Some)
                     .ok()
-                    .filter(|s| (0.0..=100.0).contains(s))
+                    .filter(|s| s.is_some_and(|s| (0.0..=100.0).contains(&s)))
                     .ok_or_else(|| format!("--sample {v}: expected a percentage from 0 to 100"))?;
             }
             Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
@@ -332,7 +350,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                     KeepAlive::parse(&v).ok_or_else(|| format!("--keep-alive {v}: expected master-only or always"))?,
                 );
             }
-            Long("forward-client-ip") => forward_client_ip = true,
+            Long("forward-client-ip") => forward_client_ip = Some(true),
             Long("metrics") => {
                 let v = value(&mut p, "--metrics")?;
                 metrics = Some(resolve(&v).map_err(|e| format!("--metrics {v}: {e}"))?);
@@ -379,47 +397,98 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let listen = listen.ok_or("--listen ADDR is required")?;
-    let (master_name, master_addr) = master.ok_or("--master HOST:PORT is required")?;
-    let mut backends = vec![Backend::new(master_name, master_addr, Role::Master)];
-    backends[0].timeout = backend_timeout;
-    let control_name = control.as_ref().map(|(name, _)| name.clone());
-    for (name, addr) in shadows.into_iter().chain(control) {
-        let mut b = Backend::new(name, addr, Role::Shadow);
-        b.timeout = shadow_timeout.unwrap_or(backend_timeout);
-        backends.push(b);
+    // The file first, then what the flags say over it.
+    let fc = match &file {
+        Some(f) => config_file::load(f)?,
+        None => FileConfig::default(),
+    };
+    let in_file = |what: &str| match &file {
+        Some(f) => format!("{what} (or set it in {})", f.display()),
+        None => format!("{what} (or give --config FILE)"),
+    };
+    let listen = listen
+        .or(fc.listen)
+        .ok_or_else(|| in_file("--listen ADDR is required"))?;
+    let mut master = match master {
+        Some((name, addr)) => Backend::new(name, addr, Role::Master),
+        None => fc.master.ok_or_else(|| in_file("--master HOST:PORT is required"))?,
+    };
+    if let Some(t) = backend_timeout {
+        master.timeout = t;
+    }
+    let mut backends = vec![master];
+    let (flag_shadows, control_name) = if shadows.is_empty() && control.is_none() {
+        (false, fc.control)
+    } else {
+        (true, control.as_ref().map(|(name, _)| name.clone()))
+    };
+    if flag_shadows {
+        for (name, addr) in shadows.into_iter().chain(control) {
+            backends.push(Backend::new(name, addr, Role::Shadow));
+        }
+    } else {
+        backends.extend(fc.shadows);
+    }
+    for b in &mut backends[1..] {
+        if let Some(t) = shadow_timeout.or(backend_timeout) {
+            b.timeout = t;
+        }
     }
     let mut config = Config::new(listen, backends);
-    if let Some(t) = client_timeout {
+    if let Some(t) = client_timeout.or(fc.client_timeout) {
         config.client_timeout = t;
     }
-    if let Some(n) = max_connections {
+    if let Some(n) = max_connections.or(fc.max_connections) {
         config.max_connections = n;
     }
-    if let Some(n) = pool_idle {
+    if let Some(n) = pool_idle.or(fc.pool_idle) {
         config.pool_idle_per_backend = n;
     }
-    if let Some(t) = pool_idle_timeout {
+    if let Some(t) = pool_idle_timeout.or(fc.pool_idle_timeout) {
         config.pool_idle_timeout = t;
     }
-    if let Some(k) = keep_alive {
+    if let Some(k) = keep_alive.or(fc.keep_alive) {
         config.keep_alive = k;
     }
-    config.forward_client_ip = forward_client_ip;
-    if let Some(n) = max_inflight {
+    config.forward_client_ip = forward_client_ip.or(fc.forward_client_ip).unwrap_or(false);
+    if let Some(n) = max_inflight.or(fc.shadow_max_inflight) {
         config.shadow_max_inflight = n;
     }
-    config
-        .validate()
-        .map_err(|e| format!("{e}; give each --shadow a different NAME="))?;
+    config.validate().map_err(|e| {
+        if flag_shadows {
+            format!("{e}; give each --shadow a different NAME=")
+        } else {
+            in_file(&e)
+        }
+    })?;
+    // --shadow-methods or --sample replace the file's routes with one.
+    let routes = if methods.is_some() || sample.is_some() || fc.routes.is_empty() {
+        let methods = match methods.unwrap_or_else(|| {
+            ShadowMethods::List(
+                DEFAULT_SHADOW_METHODS
+                    .iter()
+                    .filter_map(|m| m.as_token())
+                    .map(str::to_string)
+                    .collect(),
+            )
+        }) {
+            ShadowMethods::All => None,
+            ShadowMethods::List(list) => Some(list),
+        };
+        vec![Route::all(methods, sample.unwrap_or(100.0))]
+    } else {
+        fc.routes
+    };
+    let mut all_rules = fc.rules;
+    all_rules.ignored_headers.extend(rules.ignored_headers);
+    all_rules.paths.extend(rules.paths);
     Ok(Command::Proxy(ProxyArgs {
         config,
-        shadow_methods: methods,
-        sample,
-        rules,
-        diff_log,
+        routes,
+        rules: all_rules,
+        diff_log: diff_log.or(fc.diff_log),
         control: control_name,
-        metrics,
+        metrics: metrics.or(fc.metrics),
     }))
 }
 
@@ -559,8 +628,9 @@ mod tests {
         assert!(!p.rules.compares_header("x-trace"));
         assert_eq!(p.rules.paths.len(), 3);
         assert_eq!(p.rules.paths[2].1, PathRule::Tolerance(0.5));
-        assert_eq!(p.sample, 12.5);
-        assert!(p.shadow_methods.allows(b"POST") && !p.shadow_methods.allows(b"PUT"));
+        assert_eq!(p.routes.len(), 1);
+        assert_eq!(p.routes[0].sample, 12.5);
+        assert_eq!(p.routes[0].methods, Some(vec!["GET".to_string(), "POST".to_string()]));
     }
 
     #[test]
@@ -568,11 +638,47 @@ mod tests {
         let Command::Proxy(p) = parse(args("--listen 127.0.0.1:0 --master 127.0.0.1:1")).unwrap() else {
             panic!("not a proxy command")
         };
-        for m in ["GET", "HEAD", "OPTIONS"] {
-            assert!(p.shadow_methods.allows(m.as_bytes()), "{m}");
-        }
-        assert!(!p.shadow_methods.allows(b"POST"));
-        assert_eq!(p.sample, 100.0);
+        let methods = p.routes[0].methods.clone().unwrap();
+        assert_eq!(methods, ["GET", "HEAD", "OPTIONS"]);
+        assert_eq!(p.routes[0].sample, 100.0);
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("kage-cli-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kage.toml");
+        std::fs::write(&file, crate::config_file::EXAMPLE).unwrap();
+        let f = file.to_str().unwrap();
+        let Command::Proxy(p) = parse(args(&format!("--config {f}"))).unwrap() else {
+            panic!("not a proxy command")
+        };
+        assert_eq!(p.config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(p.config.backends.len(), 3);
+        assert_eq!(p.routes.len(), 2);
+        assert_eq!(p.control.as_deref(), Some("control"));
+        let line = format!(
+            "--config {f} --listen 127.0.0.1:1 --master 127.0.0.1:2 --shadow 127.0.0.1:3 --sample 5 --keep-alive master-only"
+        );
+        let Command::Proxy(p) = parse(args(&line)).unwrap() else {
+            panic!("not a proxy command")
+        };
+        assert_eq!(p.config.listen, "127.0.0.1:1".parse().unwrap());
+        let names: Vec<_> = p.config.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["master", "shadow1"], "--shadow replaces the file's shadows");
+        assert_eq!(p.control, None);
+        assert_eq!((p.routes.len(), p.routes[0].sample), (1, 5.0));
+        assert_eq!(p.config.keep_alive, KeepAlive::MasterOnly);
+        assert_eq!(p.config.shadow_max_inflight, 64, "from the file");
+        let err = parse(args("--config /nonexistent/kage.toml")).unwrap_err();
+        assert!(err.contains("/nonexistent/kage.toml: cannot read"), "{err}");
+        std::fs::write(&file, "[master]\naddress = \"127.0.0.1:1\"\n").unwrap();
+        let err = parse(args(&format!("--config {f}"))).unwrap_err();
+        assert!(
+            err.contains(&format!("--listen ADDR is required (or set it in {f})")),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! One direction of imports: the upper layers use the lower ones.
 //!
 //! ```text
-//! main.rs, cli       flags -> Config + shadow policy, or routes.toml; signals
+//! main.rs, cli       flags and kage.toml (config_file) -> Config + routes,
+//!                    or routes.toml; signals
+//! policy             the binary's selection hooks: routes, sampling, sticky
 //! compare/           the comparator: a Hooks comparing each shadow with the
 //!                    master (status, headers, body; JSON by path), diff log
 //! server             a Poll + stop Waker running Services (proxy, router, both)
@@ -132,12 +134,14 @@
 pub mod buffer;
 pub mod cli;
 pub mod compare;
+pub mod config_file;
 pub mod demo;
 pub mod fuzzing;
 pub mod http;
 mod listen;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod server;

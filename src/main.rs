@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kage::cli::{self, Command, ProxyArgs, RouteArgs, ShadowMethods};
+use kage::cli::{self, Command, ProxyArgs, RouteArgs};
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
-use kage::proxy::{Backend, Hooks, Proxy, Request, Role, Selection};
+use kage::policy::Policy;
+use kage::proxy::Proxy;
 use kage::route::Relay;
 use kage::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{error, info};
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Command::Help) => {
-            print!("{}", cli::HELP);
+            print!("{}", cli::help());
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
@@ -91,11 +92,7 @@ fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Resul
 
 fn run(args: ProxyArgs) -> io::Result<()> {
     let listen = args.config.listen;
-    let policy = CliHooks {
-        methods: args.shadow_methods,
-        sample: args.sample,
-        rng: fastrand::Rng::new(),
-    };
+    let policy = Policy::new(args.routes);
     let mut hooks = Compare::new(policy, args.rules);
     if let Some(name) = args.control {
         hooks = hooks.with_control(name);
@@ -157,25 +154,6 @@ fn log_summary(stats: &CompareStats, summary: &Summary) {
                 format!("; most differences: {}", paths.join(", "))
             }
         );
-    }
-}
-
-/// The command line's shadow policy: `--shadow-methods` and `--sample`.
-struct CliHooks {
-    methods: ShadowMethods,
-    sample: f64,
-    rng: fastrand::Rng,
-}
-
-impl Hooks for CliHooks {
-    fn select_backends(&mut self, request: &Request<'_>, backends: &[Backend]) -> Selection {
-        let shadow = self.methods.allows(request.method_bytes())
-            && (self.sample >= 100.0 || self.rng.f64() * 100.0 < self.sample);
-        backends
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.role == Role::Master || shadow)
-            .fold(Selection::none(), |s, (i, _)| s.with(i))
     }
 }
 

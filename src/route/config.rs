@@ -206,7 +206,7 @@ fn rule_action(
 }
 
 /// 1-based line number of byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count()
 }
 

@@ -1,0 +1,452 @@
+//! `kage.toml`: the proxy's configuration file (`kage --config FILE`).
+//! Everything the flags say, plus per-backend rewrites and limits,
+//! selection routes and comparison rules. Every error names the file, the
+//! line and the key, and says what was expected; flags override the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cli::{parse_duration, resolve};
+use crate::compare::{PathPattern, PathRule, Rules};
+use crate::policy::{Route, Sticky};
+use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
+use crate::route::Matcher;
+use crate::route::config::line_of;
+
+/// What a `kage.toml` says; `None` where it says nothing.
+#[derive(Debug, Clone, Default)]
+pub struct FileConfig {
+    /// `listen`.
+    pub listen: Option<SocketAddr>,
+    /// `[master]`.
+    pub master: Option<Backend>,
+    /// `[[shadow]]` entries, the control (if any) last.
+    pub shadows: Vec<Backend>,
+    /// The name of the `[[shadow]]` with `control = true`.
+    pub control: Option<String>,
+    /// `client_timeout`.
+    pub client_timeout: Option<Duration>,
+    /// `max_connections`.
+    pub max_connections: Option<usize>,
+    /// `keep_alive`.
+    pub keep_alive: Option<KeepAlive>,
+    /// `shadow_max_inflight`.
+    pub shadow_max_inflight: Option<usize>,
+    /// `forward_client_ip`.
+    pub forward_client_ip: Option<bool>,
+    /// `pool_idle`.
+    pub pool_idle: Option<usize>,
+    /// `pool_idle_timeout`.
+    pub pool_idle_timeout: Option<Duration>,
+    /// `diff_log`.
+    pub diff_log: Option<PathBuf>,
+    /// `metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// `[[route]]` entries, in order.
+    pub routes: Vec<Route>,
+    /// `[compare]`.
+    pub rules: Rules,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<Spanned<String>>,
+    client_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    keep_alive: Option<Spanned<String>>,
+    shadow_max_inflight: Option<Spanned<i64>>,
+    forward_client_ip: Option<bool>,
+    pool_idle: Option<Spanned<i64>>,
+    pool_idle_timeout: Option<Spanned<String>>,
+    diff_log: Option<String>,
+    metrics: Option<Spanned<String>>,
+    master: Option<Spanned<RawBackend>>,
+    #[serde(default)]
+    shadow: Vec<Spanned<RawBackend>>,
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+    compare: Option<RawCompare>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Option<String>,
+    address: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_headers: Vec<String>,
+    host: Option<String>,
+    path_prefix: Option<Spanned<Vec<String>>>,
+    marker: Option<String>,
+    max_inflight: Option<Spanned<i64>>,
+    max_rps: Option<Spanned<f64>>,
+    #[serde(default)]
+    control: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    methods: Option<Vec<String>>,
+    path_prefix: Option<String>,
+    path_regex: Option<Spanned<String>>,
+    header: Option<String>,
+    sample: Option<Spanned<f64>>,
+    sticky: Option<Spanned<String>>,
+    shadows: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompare {
+    #[serde(default)]
+    ignore_headers: Vec<String>,
+    #[serde(default)]
+    ignore_json: Vec<Spanned<String>>,
+    #[serde(default)]
+    json_set: Vec<Spanned<String>>,
+    #[serde(default)]
+    json_tolerance: BTreeMap<String, Spanned<f64>>,
+}
+
+/// Loads and checks a configuration file.
+pub fn load(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses configuration `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
+    let at = |span: Range<usize>| format!("{file}:{}", line_of(text, span.start));
+    let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => format!("{}: {}", at(span), e.message().trim()),
+        None => format!("{file}: {}", e.message().trim()),
+    })?;
+    let duration = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Duration>, String> {
+        v.as_ref()
+            .map(|s| {
+                parse_duration(s.get_ref()).map_err(|e| format!("{}: {key} = {:?}: {e}", at(s.span()), s.get_ref()))
+            })
+            .transpose()
+    };
+    let address = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<SocketAddr>, String> {
+        v.as_ref()
+            .map(|s| resolve(s.get_ref()).map_err(|e| format!("{}: {key} = {:?}: {e}", at(s.span()), s.get_ref())))
+            .transpose()
+    };
+    let count = |v: &Option<Spanned<i64>>, key: &str, min: usize| -> Result<Option<usize>, String> {
+        v.as_ref()
+            .map(|s| {
+                usize::try_from(*s.get_ref())
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| format!("{}: {key}: expected a whole number of at least {min}", at(s.span())))
+            })
+            .transpose()
+    };
+    let keep_alive = raw
+        .keep_alive
+        .as_ref()
+        .map(|s| {
+            KeepAlive::parse(s.get_ref()).ok_or_else(|| {
+                format!(
+                    "{}: keep_alive = {:?}: expected \"master-only\" or \"always\"",
+                    at(s.span()),
+                    s.get_ref()
+                )
+            })
+        })
+        .transpose()?;
+    let backend = |raw: &Spanned<RawBackend>, role: Role, default_name: String| -> Result<Backend, String> {
+        let r = raw.get_ref();
+        let table = if role == Role::Master { "[master]" } else { "[[shadow]]" };
+        let name = r.name.clone().unwrap_or(default_name);
+        let addr = address(&r.address, "address")?.ok_or_else(|| {
+            format!(
+                "{}: {table} {name:?}: address = \"HOST:PORT\" is missing",
+                at(raw.span())
+            )
+        })?;
+        let mut b = Backend::new(name.clone(), addr, role);
+        b.timeout = duration(&r.timeout, "timeout")?.unwrap_or(DEFAULT_BACKEND_TIMEOUT);
+        b.set_headers = r.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        b.remove_headers = r.remove_headers.clone();
+        b.host = r.host.clone();
+        if let Some(p) = &r.path_prefix {
+            match p.get_ref().as_slice() {
+                [from, to] if from.starts_with('/') && to.starts_with('/') => {
+                    b.path_prefix = Some((from.clone(), to.clone()));
+                }
+                _ => {
+                    return Err(format!(
+                        "{}: {table} {name:?}: path_prefix: expected [\"/from/\", \"/to/\"]",
+                        at(p.span())
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &r.marker {
+            b.marker = (!m.is_empty()).then(|| m.clone());
+        }
+        b.max_inflight = count(&r.max_inflight, "max_inflight", 0)?;
+        if let Some(rps) = &r.max_rps {
+            let v = *rps.get_ref();
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{}: max_rps: expected a positive number", at(rps.span())));
+            }
+            b.max_rps = Some(v);
+        }
+        if role == Role::Master && (r.control || r.max_inflight.is_some() || r.max_rps.is_some()) {
+            return Err(format!(
+                "{}: [master]: control, max_inflight and max_rps are for shadows",
+                at(raw.span())
+            ));
+        }
+        Ok(b)
+    };
+    let master = raw
+        .master
+        .as_ref()
+        .map(|m| backend(m, Role::Master, "master".into()))
+        .transpose()?;
+    let mut shadows = Vec::new();
+    let mut control = None;
+    let mut control_backend = None;
+    for (i, s) in raw.shadow.iter().enumerate() {
+        let b = backend(s, Role::Shadow, format!("shadow{}", i + 1))?;
+        if s.get_ref().control {
+            if control.is_some() {
+                return Err(format!("{}: a second control = true; keep one", at(s.span())));
+            }
+            control = Some(b.name.clone());
+            control_backend = Some(b);
+        } else {
+            shadows.push(b);
+        }
+    }
+    shadows.extend(control_backend);
+    let mut routes = Vec::new();
+    for (i, spanned) in raw.route.iter().enumerate() {
+        let r = spanned.get_ref();
+        let name = r.name.clone().unwrap_or_else(|| format!("route{}", i + 1));
+        let mut route = Route::all(r.methods.clone(), 100.0);
+        route.name = name.clone();
+        route.path_prefix = r.path_prefix.clone();
+        if let Some(re) = &r.path_regex {
+            route.path_regex = Some(
+                Matcher::regex(re.get_ref())
+                    .map_err(|e| format!("{}: route {name:?}: path_regex: {e}", at(re.span())))?,
+            );
+        }
+        route.header = r.header.as_ref().map(|h| match h.split_once(':') {
+            Some((n, v)) => (n.trim().to_string(), Some(v.trim().to_string())),
+            None => (h.trim().to_string(), None),
+        });
+        if let Some(s) = &r.sample {
+            let v = *s.get_ref();
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!(
+                    "{}: route {name:?}: sample: expected a percentage from 0 to 100",
+                    at(s.span())
+                ));
+            }
+            route.sample = v;
+        }
+        if let Some(s) = &r.sticky {
+            route.sticky =
+                Some(Sticky::parse(s.get_ref()).map_err(|e| format!("{}: route {name:?}: {e}", at(s.span())))?);
+        }
+        if let Some(names) = &r.shadows {
+            if let Some(unknown) = names.iter().find(|n| !shadows.iter().any(|b| &b.name == *n)) {
+                return Err(format!(
+                    "{}: route {name:?}: shadows: no [[shadow]] is named {unknown:?}",
+                    at(spanned.span())
+                ));
+            }
+            route.shadows = Some(names.clone());
+        }
+        routes.push(route);
+    }
+    let mut rules = Rules::default();
+    if let Some(c) = &raw.compare {
+        rules
+            .ignored_headers
+            .extend(c.ignore_headers.iter().map(|h| h.to_ascii_lowercase()));
+        let path = |s: &Spanned<String>, key: &str| {
+            PathPattern::parse(s.get_ref()).map_err(|e| format!("{}: [compare] {key}: {e}", at(s.span())))
+        };
+        for p in &c.ignore_json {
+            rules.paths.push((path(p, "ignore_json")?, PathRule::Ignore));
+        }
+        for p in &c.json_set {
+            rules.paths.push((path(p, "json_set")?, PathRule::Set));
+        }
+        for (p, tol) in &c.json_tolerance {
+            let pattern =
+                PathPattern::parse(p).map_err(|e| format!("{}: [compare] json_tolerance: {e}", at(tol.span())))?;
+            let t = *tol.get_ref();
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(format!(
+                    "{}: [compare] json_tolerance {p:?}: expected a number of at least 0",
+                    at(tol.span())
+                ));
+            }
+            rules.paths.push((pattern, PathRule::Tolerance(t)));
+        }
+    }
+    Ok(FileConfig {
+        listen: address(&raw.listen, "listen")?,
+        master,
+        shadows,
+        control,
+        client_timeout: duration(&raw.client_timeout, "client_timeout")?,
+        max_connections: count(&raw.max_connections, "max_connections", 1)?,
+        keep_alive,
+        shadow_max_inflight: count(&raw.shadow_max_inflight, "shadow_max_inflight", 0)?,
+        forward_client_ip: raw.forward_client_ip,
+        pool_idle: count(&raw.pool_idle, "pool_idle", 0)?,
+        pool_idle_timeout: duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
+        diff_log: raw.diff_log.map(PathBuf::from),
+        metrics: address(&raw.metrics, "metrics")?,
+        routes,
+        rules,
+    })
+}
+
+/// The example in `kage --help`, also checked by the tests.
+pub const EXAMPLE: &str = r#"listen = "127.0.0.1:8080"          # every key is optional; flags override
+keep_alive = "always"               # or "master-only" (Kage's rule)
+client_timeout = "15s"
+max_connections = 4096
+shadow_max_inflight = 64
+forward_client_ip = true
+pool_idle = 64
+pool_idle_timeout = "30s"
+diff_log = "/var/log/kage/diff.jsonl"
+metrics = "127.0.0.1:9100"
+
+[master]
+name = "prod"
+address = "127.0.0.1:9000"
+timeout = "10s"
+
+[[shadow]]
+name = "new"
+address = "127.0.0.1:9001"
+timeout = "2s"
+max_inflight = 32                   # requests in flight to it; past it: dropped
+max_rps = 200.0                     # requests a second; past it: dropped
+host = "new.internal"               # Host sent to it
+path_prefix = ["/api/", "/v2/api/"] # target prefix replaced
+marker = "X-Kage-Shadow"            # set to the exchange id; "" sends none
+set_headers = { "X-Env" = "shadow" }
+remove_headers = ["Authorization"]
+
+[[shadow]]
+name = "control"                    # the master's code, fed like a shadow:
+address = "127.0.0.1:9002"          # what it differs in is noise
+control = true
+
+[[route]]                           # the first matching route decides;
+name = "api"                        # none: the master alone
+methods = ["GET", "HEAD"]
+path_prefix = "/api/"
+sample = 25.0                       # percent
+sticky = "header:X-User-Id"         # or "cookie:NAME", "client_ip"
+shadows = ["new", "control"]
+
+[[route]]
+name = "debug"
+header = "X-Shadow: yes"            # or just a name: present
+
+[compare]
+ignore_headers = ["X-Trace"]
+ignore_json = ["/generated_at", "/items/*/updated_at"]
+json_set = ["/tags"]
+json_tolerance = { "/total" = 0.01 }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_loads() {
+        let c = parse(EXAMPLE, "kage.toml").unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.keep_alive, Some(KeepAlive::Always));
+        let master = c.master.unwrap();
+        assert_eq!((master.name.as_str(), master.role), ("prod", Role::Master));
+        let names: Vec<_> = c.shadows.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["new", "control"]);
+        assert_eq!(c.control.as_deref(), Some("control"));
+        let new = &c.shadows[0];
+        assert_eq!(new.timeout, Duration::from_secs(2));
+        assert_eq!((new.max_inflight, new.max_rps), (Some(32), Some(200.0)));
+        assert_eq!(new.path_prefix, Some(("/api/".into(), "/v2/api/".into())));
+        assert_eq!(new.set_headers, [("X-Env".to_string(), "shadow".to_string())]);
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].sticky, Some(Sticky::Header("X-User-Id".into())));
+        assert_eq!(c.routes[1].header, Some(("X-Shadow".into(), Some("yes".into()))));
+        assert_eq!(c.rules.paths.len(), 4);
+        assert!(!c.rules.compares_header("x-trace"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        for (text, needle) in [
+            ("listen = 5", "kage.toml:1: invalid type"),
+            ("bogus = 1", "kage.toml:1: unknown field `bogus`"),
+            (
+                "\n\nkeep_alive = \"sometimes\"",
+                "kage.toml:3: keep_alive = \"sometimes\": expected",
+            ),
+            (
+                "[master]\nname = \"m\"",
+                "kage.toml:1: [master] \"m\": address = \"HOST:PORT\" is missing",
+            ),
+            (
+                "[[shadow]]\naddress = \"127.0.0.1:1\"\nmax_rps = -1.0",
+                "kage.toml:3: max_rps: expected a positive",
+            ),
+            (
+                "[[route]]\nsample = 150.0",
+                "kage.toml:2: route \"route1\": sample: expected a percentage",
+            ),
+            (
+                "[[route]]\nsticky = \"user\"",
+                "kage.toml:2: route \"route1\": sticky = \"user\": expected",
+            ),
+            (
+                "[[route]]\nshadows = [\"x\"]",
+                "kage.toml:1: route \"route1\": shadows: no [[shadow]] is named \"x\"",
+            ),
+            (
+                "[compare]\nignore_json = [\"items\"]",
+                "kage.toml:2: [compare] ignore_json: JSON path",
+            ),
+            (
+                "client_timeout = \"5\"",
+                "kage.toml:1: client_timeout = \"5\": the unit is missing",
+            ),
+            (
+                "[[route]]\npath_regex = \"(\"",
+                "kage.toml:2: route \"route1\": path_regex:",
+            ),
+        ] {
+            let err = parse(text, "kage.toml").unwrap_err();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+}
