@@ -34,10 +34,16 @@ USAGE:
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
          [--keep-alive master-only|always] [--shadow-max-inflight N]
-         [--forward-client-ip] [--metrics ADDR] [--diff-log PATH|-] [--control [NAME=]HOST:PORT]
+         [--forward-client-ip] [--metrics ADDR] [--diff-log PATH|-] [--diff-log-bodies]
+         [--control [NAME=]HOST:PORT]
          [--ignore-header NAME]...
          [--ignore-json PATH]... [--json-set PATH]... [--json-tolerance PATH=NUM]...
     kage route --config FILE [--listen ADDR] [--max-connections N]
+    kage replay --log FILE --to HOST:PORT [--fail-on-mismatch] [--ignore-json PATH]...
+                                  Send the requests a diff log recorded (with
+                                  --diff-log-bodies) to a backend, compare its
+                                  answers with the recorded master's, print a
+                                  summary; exit 1 on a mismatch when asked
     kage demo                     Two sample backends, the proxy comparing them,
                                   40 requests and a summary; exits 0
 
@@ -75,6 +81,8 @@ OPTIONS:
                                   kage_requests_total, kage_response_seconds,
                                   kage_comparisons_total, kage_differences_total,
                                   kage_shadow_dropped_total, kage_connections_open
+        --diff-log-bodies         Also record the request and the master's response
+                                  (base64, up to the capture cap) for kage replay
         --diff-log PATH|-         Append one JSON line per shadowed exchange (ts, id,
                                   method, target, backends, differences); - is
                                   stdout; SIGHUP reopens PATH (log rotation)
@@ -168,6 +176,21 @@ pub enum Command {
     Route(RouteArgs),
     /// Run the demo.
     Demo,
+    /// Replay a diff log to a backend.
+    Replay(ReplayArgs),
+}
+
+/// A checked `kage replay` invocation.
+#[derive(Debug)]
+pub struct ReplayArgs {
+    /// The diff log, written with `--diff-log-bodies`.
+    pub log: PathBuf,
+    /// The backend the requests go to.
+    pub to: SocketAddr,
+    /// Exit 1 when any answer differs.
+    pub fail_on_mismatch: bool,
+    /// What the comparison ignores and treats leniently.
+    pub rules: compare::Rules,
 }
 
 /// A checked `kage route` invocation, its file loaded.
@@ -211,6 +234,8 @@ pub struct ProxyArgs {
     pub rules: compare::Rules,
     /// Where the diff log goes (`-`: stdout).
     pub diff_log: Option<PathBuf>,
+    /// Record request and master response bodies in the diff log.
+    pub diff_log_bodies: bool,
     /// The control backend's name, when there is one.
     pub control: Option<String>,
     /// Where `GET /metrics` is served.
@@ -228,6 +253,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             Some(a) if a == "-h" || a == "--help" => Ok(Command::Help),
             Some(a) => Err(format!("kage demo takes no arguments, got {:?}", a.to_string_lossy())),
         };
+    }
+    if args.peek().is_some_and(|a| a == "replay") {
+        args.next();
+        return parse_replay(args);
     }
     if args.peek().is_some_and(|a| a == "route") {
         args.next();
@@ -301,6 +330,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut diff_log = None;
     let mut control = None;
     let mut forward_client_ip = None;
+    let mut diff_log_bodies = None;
     let mut metrics = None;
     let mut max_inflight = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
@@ -356,25 +386,11 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
                 metrics = Some(resolve(&v).map_err(|e| format!("--metrics {v}: {e}"))?);
             }
             Long("diff-log") => diff_log = Some(PathBuf::from(value(&mut p, "--diff-log")?)),
-            Long("ignore-header") => rules
-                .ignored_headers
-                .push(value(&mut p, "--ignore-header")?.to_ascii_lowercase()),
-            Long("ignore-json") => rules
-                .paths
-                .push((json_path(&mut p, "--ignore-json")?, PathRule::Ignore)),
-            Long("json-set") => rules.paths.push((json_path(&mut p, "--json-set")?, PathRule::Set)),
-            Long("json-tolerance") => {
-                let v = value(&mut p, "--json-tolerance")?;
-                let bad = || format!("--json-tolerance {v}: expected PATH=NUMBER, like /total=0.01");
-                let (path, tol) = v.rsplit_once('=').ok_or_else(bad)?;
-                let tol: f64 = tol
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
-                    .ok_or_else(bad)?;
-                let path = PathPattern::parse(path).map_err(|e| format!("--json-tolerance {v}: {e}"))?;
-                rules.paths.push((path, PathRule::Tolerance(tol)));
+            Long(flag @ ("ignore-header" | "ignore-json" | "json-set" | "json-tolerance")) => {
+                let flag = format!("--{flag}");
+                rule_flag(&mut rules, &flag, value(&mut p, &flag)?)?;
             }
+            Long("diff-log-bodies") => diff_log_bodies = Some(true),
             Long("control") => {
                 if control.is_some() {
                     return Err("--control is given twice; there is at most one control".into());
@@ -487,9 +503,66 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         routes,
         rules: all_rules,
         diff_log: diff_log.or(fc.diff_log),
+        diff_log_bodies: diff_log_bodies.or(fc.diff_log_bodies).unwrap_or(false),
         control: control_name,
         metrics: metrics.or(fc.metrics),
     }))
+}
+
+fn parse_replay(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let (mut log, mut to, mut fail_on_mismatch) = (None, None, false);
+    let mut rules = compare::Rules::default();
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("log") => log = Some(PathBuf::from(value(&mut p, "--log")?)),
+            Long("to") => {
+                let v = value(&mut p, "--to")?;
+                to = Some(resolve(&v).map_err(|e| format!("--to {v}: {e}"))?);
+            }
+            Long("fail-on-mismatch") => fail_on_mismatch = true,
+            Long(flag @ ("ignore-header" | "ignore-json" | "json-set" | "json-tolerance")) => {
+                let flag = format!("--{flag}");
+                rule_flag(&mut rules, &flag, value(&mut p, &flag)?)?;
+            }
+            Value(v) => {
+                return Err(format!(
+                    "unexpected argument {:?}; kage replay takes only flags",
+                    v.to_string_lossy()
+                ));
+            }
+            other => return Err(format!("{} (kage replay)", other.unexpected())),
+        }
+    }
+    Ok(Command::Replay(ReplayArgs {
+        log: log.ok_or("kage replay needs --log FILE (a diff log written with --diff-log-bodies)")?,
+        to: to.ok_or("kage replay needs --to HOST:PORT")?,
+        fail_on_mismatch,
+        rules,
+    }))
+}
+
+/// Adds what one comparison flag says to `rules`.
+fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
+    let path = |s: &str| PathPattern::parse(s).map_err(|e| format!("{flag} {v}: {e}"));
+    match flag {
+        "--ignore-header" => rules.ignored_headers.push(v.to_ascii_lowercase()),
+        "--ignore-json" => rules.paths.push((path(&v)?, PathRule::Ignore)),
+        "--json-set" => rules.paths.push((path(&v)?, PathRule::Set)),
+        _ => {
+            let bad = || format!("{flag} {v}: expected PATH=NUMBER, like /total=0.01");
+            let (p, tol) = v.rsplit_once('=').ok_or_else(bad)?;
+            let tol: f64 = tol
+                .parse()
+                .ok()
+                .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                .ok_or_else(bad)?;
+            rules.paths.push((path(p)?, PathRule::Tolerance(tol)));
+        }
+    }
+    Ok(())
 }
 
 fn value(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -514,11 +587,6 @@ fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, String> {
 fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     let v = value(p, flag)?;
     parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
-}
-
-fn json_path(p: &mut lexopt::Parser, flag: &str) -> Result<PathPattern, String> {
-    let v = value(p, flag)?;
-    PathPattern::parse(&v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
 fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, SocketAddr), String> {

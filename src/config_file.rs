@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub pool_idle_timeout: Option<Duration>,
     /// `diff_log`.
     pub diff_log: Option<PathBuf>,
+    /// `diff_log_bodies`.
+    pub diff_log_bodies: Option<bool>,
     /// `metrics`.
     pub metrics: Option<SocketAddr>,
     /// `[[route]]` entries, in order.
@@ -66,6 +68,7 @@ struct Raw {
     pool_idle: Option<Spanned<i64>>,
     pool_idle_timeout: Option<Spanned<String>>,
     diff_log: Option<String>,
+    diff_log_bodies: Option<bool>,
     metrics: Option<Spanned<String>>,
     master: Option<Spanned<RawBackend>>,
     #[serde(default)]
@@ -318,6 +321,7 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         pool_idle: count(&raw.pool_idle, "pool_idle", 0)?,
         pool_idle_timeout: duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
         diff_log: raw.diff_log.map(PathBuf::from),
+        diff_log_bodies: raw.diff_log_bodies,
         metrics: address(&raw.metrics, "metrics")?,
         routes,
         rules,
@@ -334,6 +338,7 @@ forward_client_ip = true
 pool_idle = 64
 pool_idle_timeout = "30s"
 diff_log = "/var/log/kage/diff.jsonl"
+diff_log_bodies = false             # true: record bodies for kage replay
 metrics = "127.0.0.1:9100"
 
 [master]

@@ -2,14 +2,13 @@
 //! them, a few dozen requests, and a short summary. Everything on loopback
 //! ports the system picks; nothing outlives the call.
 
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
-use crate::compare::{Compare, PathPattern, PathRule, Rules, Verdict};
+use crate::compare::{Compare, PathPattern, PathRule, Rules, Tally, Verdict, render_summary};
 use crate::http::{BodyDecoder, HeadStatus, RequestContext, RequestHead, ResponseHead};
 use crate::proxy::{Backend, Config, Exchange, Hooks, KeepAlive, Proxy, Role};
 use crate::server::{Server, ShutdownMode};
@@ -93,58 +92,18 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
 }
 
 fn summary(timings: &[Timings], compare: &Compare<Recorder>) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<10} {:>8}  {:<14} {:>8} {:>8}",
-        "backend", "requests", "statuses", "p50", "p99"
-    );
-    for name in ["master", "new"] {
-        let mine: Vec<_> = timings.iter().flatten().filter(|(n, _, _)| n == name).collect();
-        let mut statuses: Vec<(u16, usize)> = Vec::new();
-        for (_, status, _) in &mine {
-            let code = status.unwrap_or(0);
-            match statuses.iter_mut().find(|(c, _)| *c == code) {
-                Some((_, n)) => *n += 1,
-                None => statuses.push((code, 1)),
-            }
+    let mut tallies = vec![Tally::new("master"), Tally::new("new")];
+    for (name, status, total) in timings.iter().flatten() {
+        if let Some(t) = tallies.iter_mut().find(|t| &t.name == name) {
+            t.add(*status, *total);
         }
-        let statuses: Vec<String> = statuses.iter().map(|(c, n)| format!("{c} x{n}")).collect();
-        let mut totals: Vec<Duration> = mine.iter().filter_map(|(_, _, t)| *t).collect();
-        totals.sort();
-        let _ = writeln!(
-            s,
-            "{name:<10} {:>8}  {:<14} {:>8} {:>8}",
-            mine.len(),
-            statuses.join(", "),
-            percentile(&totals, 0.50),
-            percentile(&totals, 0.99)
-        );
     }
     let stats = compare.stats();
-    let verdicts: Vec<String> = [Verdict::Match, Verdict::Mismatch, Verdict::Ignored]
+    let verdicts: Vec<(&'static str, u64)> = [Verdict::Match, Verdict::Mismatch, Verdict::Ignored]
         .iter()
-        .map(|v| format!("{} {}", stats.comparisons(1, *v), v.as_str()))
+        .map(|v| (v.as_str(), stats.comparisons(1, *v)))
         .collect();
-    let _ = writeln!(s, "\ncomparisons of new with master: {}", verdicts.join(", "));
-    let _ = writeln!(s, "differences found, by path:");
-    let diffs = &compare.summary().differences;
-    if diffs.is_empty() {
-        let _ = writeln!(s, "  none");
-    }
-    for ((_, kind, path), n) in diffs {
-        let kind = format!("{kind:?}").to_lowercase();
-        let _ = writeln!(s, "  {kind:<7} {:<20} {n}", if path.is_empty() { "-" } else { path });
-    }
-    s
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> String {
-    if sorted.is_empty() {
-        return "-".into();
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    format!("{:.2} ms", sorted[i].as_secs_f64() * 1e3)
+    render_summary(&tallies, &[("new".into(), verdicts)], &compare.summary().differences)
 }
 
 /// Sends the demo's requests on one keep-alive connection; how many got

@@ -143,6 +143,7 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proxy;
+pub mod replay;
 pub mod route;
 pub mod server;
 mod sweep;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kage::cli::{self, Command, ProxyArgs, RouteArgs};
+use kage::cli::{self, Command, ProxyArgs, ReplayArgs, RouteArgs};
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
 use kage::policy::Policy;
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Ok(Command::Proxy(args)) => exit(run(args)),
         Ok(Command::Route(args)) => exit(route(args)),
         Ok(Command::Demo) => exit(kage::demo::run(&mut io::stdout().lock())),
+        Ok(Command::Replay(args)) => replay(args),
     }
 }
 
@@ -48,6 +49,34 @@ fn exit(result: io::Result<()>) -> ExitCode {
             error!("{e}");
             eprintln!("kage: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(args: ReplayArgs) -> ExitCode {
+    match kage::replay::run(&args.log, args.to, &args.rules) {
+        Err(e) => {
+            eprintln!("kage: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(found) => {
+            println!(
+                "replayed {} request(s) from {} to {}{}\n",
+                found.sent,
+                args.log.display(),
+                args.to,
+                if found.skipped > 0 {
+                    format!(" ({} line(s) without recorded bodies skipped)", found.skipped)
+                } else {
+                    String::new()
+                }
+            );
+            print!("{}", found.summary);
+            if args.fail_on_mismatch && found.mismatches() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }
@@ -103,6 +132,9 @@ fn run(args: ProxyArgs) -> io::Result<()> {
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} (--diff-log): {e}", path.display())))?;
         reopen = Some(log.reopen_flag());
         hooks = hooks.with_log(log);
+    }
+    if args.diff_log_bodies {
+        hooks = hooks.with_bodies();
     }
     let mut server = Server::new()?;
     let mut proxy = Proxy::new(args.config, hooks)

@@ -251,6 +251,75 @@ fn metrics_are_scraped_by_curl() {
 }
 
 #[test]
+fn replay_sends_recorded_requests_and_compares_with_the_recorded_master() {
+    fn api(version: u32) -> TestBackend {
+        TestBackend::http(move |req| {
+            let target = req.head_str().split(' ').nth(1).unwrap_or_default().to_string();
+            let body = format!(
+                r#"{{"target":"{target}","got":{},"version":{version}}}"#,
+                req.body.len()
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+    }
+    let (master, shadow) = (api(1), api(1));
+    let log = std::env::temp_dir().join(format!("kage-replay-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let kage = Kage::start(&[
+        "--master",
+        &master.addr.to_string(),
+        "--shadow",
+        &shadow.addr.to_string(),
+        "--shadow-methods",
+        "all",
+        "--diff-log",
+        log.to_str().unwrap(),
+        "--diff-log-bodies",
+    ]);
+    assert_eq!(roundtrip(kage.addr, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    assert_eq!(roundtrip(kage.addr, b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    let post = b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
+    assert_eq!(roundtrip(kage.addr, post).status, 200);
+    let t = Instant::now();
+    while std::fs::read_to_string(&log).unwrap_or_default().lines().count() < 3 {
+        assert!(t.elapsed() < QUICK, "three lines in the diff log");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(kage);
+    let replay = |to: SocketAddr, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kage"))
+            .args(["replay", "--log", log.to_str().unwrap(), "--to", &to.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let same = api(1);
+    let (code, text) = replay(same.addr, &["--fail-on-mismatch"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("replayed 3 request(s)"), "{text}");
+    assert!(
+        text.contains("comparisons of target with the master: 3 match"),
+        "{text}"
+    );
+    let got = same.requests();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].body, b"hello", "the recorded body is sent again");
+    let newer = api(2);
+    let (code, text) = replay(newer.addr, &["--fail-on-mismatch"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("3 mismatch") && text.contains("/version"), "{text}");
+    let (code, text) = replay(newer.addr, &["--ignore-json", "/version"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 ignored"), "{text}");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
 fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
     const SIZE: usize = 64 << 20;
     let master = TestBackend::start(|conn, _| {

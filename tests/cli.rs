@@ -40,8 +40,8 @@ fn the_demo_compares_two_sample_backends_and_exits_zero() {
     assert_eq!(code, 0, "{out}{err}");
     for needle in [
         "sent 40 requests",
-        "comparisons of new with master: 0 match, 30 mismatch, 10 ignored",
-        "body    /price               30",
+        "comparisons of new with the master: 0 match, 30 mismatch, 10 ignored",
+        "  new      body    /price               30",
     ] {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }

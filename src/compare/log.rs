@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{Difference, Verdict};
-use crate::proxy::{Exchange, Role};
+use base64::Engine as _;
+
+use crate::proxy::{BackendReport, Exchange, Role};
 
 /// One line of the diff log.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +30,54 @@ pub struct Record {
     pub backends: Vec<BackendLine>,
     /// What differs (empty when every shadow matched).
     pub differences: Vec<Difference>,
+    /// With bodies recorded: the request as the master got it and the
+    /// master's response, for `kage replay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Recorded>,
+}
+
+/// A request and the master's response, as bytes (base64).
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    /// The request as sent to the master.
+    pub request: Message,
+    /// The master's response as received (framing kept).
+    pub master: Message,
+}
+
+/// One message: head and body, base64.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    /// The head, base64.
+    pub head_b64: String,
+    /// The body with its framing, base64, up to the capture cap.
+    pub body_b64: String,
+    /// The body was cut at the capture cap.
+    pub truncated: bool,
+}
+
+impl Recorded {
+    /// From the master's report of an exchange.
+    pub fn of(master: &BackendReport) -> Self {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let head_len = master
+            .response
+            .as_ref()
+            .map_or(0, |h| h.len())
+            .min(master.response_raw.len());
+        Recorded {
+            request: Message {
+                head_b64: b64(&master.request_head),
+                body_b64: b64(&master.request_body),
+                truncated: false,
+            },
+            master: Message {
+                head_b64: b64(&master.response_raw[..head_len]),
+                body_b64: b64(&master.response_raw[head_len..]),
+                truncated: master.truncated,
+            },
+        }
+    }
 }
 
 /// One backend in a [`Record`].
@@ -83,6 +133,7 @@ impl Record {
             target: String::from_utf8_lossy(exchange.request.target()).into_owned(),
             backends,
             differences,
+            recorded: None,
         }
     }
 }

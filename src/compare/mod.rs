@@ -21,6 +21,7 @@ mod body;
 mod json;
 mod log;
 mod rules;
+mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -30,8 +31,9 @@ use serde::Serialize;
 
 pub use self::body::{MAX_DECODED_BODY, decode, first_difference, is_json};
 pub use self::json::{JsonDifference, MAX_JSON_DIFFERENCES, MAX_VALUE_CHARS};
-pub use self::log::{BackendLine, DiffLog, Record};
+pub use self::log::{BackendLine, DiffLog, Message, Record, Recorded};
 pub use self::rules::{DEFAULT_IGNORED_HEADERS, FRAMING_HEADERS, PathPattern, PathRule, Rules};
+pub use self::tally::{Tally, render as render_summary};
 use crate::http::HeadRewrite;
 use crate::metrics::{Source, label};
 use crate::proxy::{Backend, BackendReport, Exchange, Hooks, Outcome, Request, Role, Selection};
@@ -382,6 +384,7 @@ pub struct Compare<H> {
     rules: Rules,
     control: Option<String>,
     log: Option<DiffLog>,
+    bodies: bool,
     summary: Summary,
     stats: Arc<CompareStats>,
 }
@@ -394,6 +397,7 @@ impl<H: Hooks> Compare<H> {
             rules,
             control: None,
             log: None,
+            bodies: false,
             summary: Summary::default(),
             stats: Arc::default(),
         }
@@ -409,6 +413,13 @@ impl<H: Hooks> Compare<H> {
     /// Writes one line per shadowed exchange to `log`.
     pub fn with_log(mut self, log: DiffLog) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// Records the request and the master's response in each log line
+    /// (for `kage replay`).
+    pub fn with_bodies(mut self) -> Self {
+        self.bodies = true;
         self
     }
 
@@ -459,7 +470,11 @@ impl<H: Hooks> Compare<H> {
             verdicts.push((r.backend, v));
             differences.extend(diffs);
         }
-        Some(Record::new(exchange, &verdicts, self.control.as_deref(), differences))
+        let mut record = Record::new(exchange, &verdicts, self.control.as_deref(), differences);
+        if self.bodies {
+            record.recorded = Some(Recorded::of(master));
+        }
+        Some(record)
     }
 }
 
