@@ -26,6 +26,7 @@ targets=(
     "name=kage-slowshadow;shadow=slow;cmd=$kage $shadow"
     "name=kage-ka-shadow;shadow=fast;cmd=$kage --keep-alive always $shadow"
     "name=kage-ka-slowshadow;shadow=slow;cmd=$kage --keep-alive always $shadow"
+    "name=kage-ka-difflog;shadow=fast;cmd=$kage --keep-alive always $shadow --diff-log {tmp}/diff.jsonl"
 )
 args=()
 for t in "${targets[@]}"; do

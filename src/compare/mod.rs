@@ -178,6 +178,43 @@ pub fn compare(master: &BackendReport, shadow: &BackendReport, name: &str, rules
             status(shadow),
         ));
     }
+    if !same_headers(master, shadow, rules) {
+        compare_headers(master, shadow, name, rules, &mut out);
+    }
+    compare_bodies(master, shadow, name, rules, &mut out);
+    out
+}
+
+/// The compared fields of a response, in order, as (name, value) slices.
+fn compared_fields<'a>(r: &'a BackendReport, rules: &'a Rules) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    r.response.iter().flat_map(|h| h.fields()).filter_map(move |f| {
+        let name = f.name.get(&r.response_raw);
+        let compared = std::str::from_utf8(name).is_ok_and(|n| rules.compares_header(n));
+        compared.then(|| (name, f.value.get(&r.response_raw)))
+    })
+}
+
+/// The usual case, without allocating: the same compared fields in the
+/// same order.
+fn same_headers(master: &BackendReport, shadow: &BackendReport, rules: &Rules) -> bool {
+    let mut m = compared_fields(master, rules);
+    let mut s = compared_fields(shadow, rules);
+    loop {
+        match (m.next(), s.next()) {
+            (None, None) => return true,
+            (Some((mn, mv)), Some((sn, sv))) if mn.eq_ignore_ascii_case(sn) && mv == sv => {}
+            _ => return false,
+        }
+    }
+}
+
+fn compare_headers(
+    master: &BackendReport,
+    shadow: &BackendReport,
+    name: &str,
+    rules: &Rules,
+    out: &mut Vec<Difference>,
+) {
     let (mh, sh) = (headers(master, rules), headers(shadow, rules));
     for key in mh.keys().chain(sh.keys().filter(|k| !mh.contains_key(*k))) {
         let (m, s) = (mh.get(key), sh.get(key));
@@ -191,8 +228,6 @@ pub fn compare(master: &BackendReport, shadow: &BackendReport, name: &str, rules
             ));
         }
     }
-    compare_bodies(master, shadow, name, rules, &mut out);
-    out
 }
 
 /// Compared headers of a response: lower-case name to its values joined.
@@ -440,6 +475,20 @@ impl<H: Hooks> Compare<H> {
 
     /// Compares one exchange: the record the diff log gets.
     pub fn evaluate(&mut self, exchange: &Exchange<'_>) -> Option<Record> {
+        let (verdicts, differences) = self.judge(exchange)?;
+        let mut record = Record::new(exchange, &verdicts, self.control.as_deref(), differences);
+        if self.bodies {
+            if let Some(master) = exchange.master() {
+                record.recorded = Some(Recorded::of(master));
+            }
+        }
+        Some(record)
+    }
+
+    /// Compares and counts; the verdicts (by backend index) and the
+    /// differences. `None` without a master report.
+    #[allow(clippy::type_complexity)]
+    fn judge(&mut self, exchange: &Exchange<'_>) -> Option<(Vec<(usize, Verdict)>, Vec<Difference>)> {
         let (_, master) = exchange.iter().find(|(b, _)| b.role == Role::Master)?;
         let control = exchange
             .iter()
@@ -470,11 +519,7 @@ impl<H: Hooks> Compare<H> {
             verdicts.push((r.backend, v));
             differences.extend(diffs);
         }
-        let mut record = Record::new(exchange, &verdicts, self.control.as_deref(), differences);
-        if self.bodies {
-            record.recorded = Some(Recorded::of(master));
-        }
-        Some(record)
+        Some((verdicts, differences))
     }
 }
 
@@ -488,7 +533,10 @@ impl<H: Hooks> Hooks for Compare<H> {
     }
 
     fn backends_finished(&mut self, exchange: &Exchange<'_>) {
-        if let Some(record) = self.evaluate(exchange) {
+        // A record is built only for a log to write it to.
+        if self.log.is_none() {
+            self.judge(exchange);
+        } else if let Some(record) = self.evaluate(exchange) {
             if let Some(log) = self.log.as_mut() {
                 log.write(&record);
             }
