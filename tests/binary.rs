@@ -101,6 +101,14 @@ impl Drop for Kage {
     }
 }
 
+/// Kage in front of `master` and one `shadow`, with `extra` flags.
+fn shadowed(master: &TestBackend, shadow: &TestBackend, extra: &[&str]) -> Kage {
+    let (m, sh) = (master.addr.to_string(), shadow.addr.to_string());
+    let mut args = vec!["--master", m.as_str(), "--shadow", sh.as_str()];
+    args.extend_from_slice(extra);
+    Kage::start(&args)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -109,12 +117,7 @@ fn free_port() -> u16 {
 fn curl_through_the_proxy() {
     let master = TestBackend::ok("hello curl");
     let shadow = TestBackend::ok("shadow");
-    let kage = Kage::start(&[
-        "--master",
-        &master.addr.to_string(),
-        "--shadow",
-        &shadow.addr.to_string(),
-    ]);
+    let kage = shadowed(&master, &shadow, &[]);
     let out = Command::new("curl")
         .args(["-sS", "-D", "-", "-H", "X-Test: 1"])
         .arg(format!("http://{}/path?q=1", kage.addr))
@@ -136,14 +139,7 @@ fn curl_through_the_proxy() {
 fn curl_keeps_its_connection_through_a_shadowed_proxy_with_keep_alive_always() {
     let master = TestBackend::ok("kept");
     let shadow = TestBackend::ok("shadow");
-    let kage = Kage::start(&[
-        "--master",
-        &master.addr.to_string(),
-        "--shadow",
-        &shadow.addr.to_string(),
-        "--keep-alive",
-        "always",
-    ]);
+    let kage = shadowed(&master, &shadow, &["--keep-alive", "always"]);
     // One curl, three URLs: curl reuses its connection when the proxy keeps it.
     let out = Command::new("curl")
         .args(["-sS", "-v"])
@@ -167,14 +163,7 @@ fn the_diff_log_is_reopened_on_sighup() {
     let log = std::env::temp_dir().join(format!("kage-hup-{}.jsonl", std::process::id()));
     let rotated = log.with_extension("jsonl.1");
     let _ = std::fs::remove_file(&log);
-    let kage = Kage::start(&[
-        "--master",
-        &master.addr.to_string(),
-        "--shadow",
-        &shadow.addr.to_string(),
-        "--diff-log",
-        log.to_str().unwrap(),
-    ]);
+    let kage = shadowed(&master, &shadow, &["--diff-log", log.to_str().unwrap()]);
     let lines = |path: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
         let t = Instant::now();
         loop {
@@ -208,16 +197,7 @@ fn metrics_are_scraped_by_curl() {
     let master = TestBackend::ok("one");
     let shadow = TestBackend::ok("two");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let kage = Kage::start(&[
-        "--master",
-        &master.addr.to_string(),
-        "--shadow",
-        &shadow.addr.to_string(),
-        "--keep-alive",
-        "always",
-        "--metrics",
-        &metrics,
-    ]);
+    let kage = shadowed(&master, &shadow, &["--keep-alive", "always", "--metrics", &metrics]);
     let mut c = Client::connect(kage.addr);
     for _ in 0..3 {
         c.send(GET);
@@ -269,17 +249,17 @@ fn replay_sends_recorded_requests_and_compares_with_the_recorded_master() {
     let (master, shadow) = (api(1), api(1));
     let log = std::env::temp_dir().join(format!("kage-replay-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let kage = Kage::start(&[
-        "--master",
-        &master.addr.to_string(),
-        "--shadow",
-        &shadow.addr.to_string(),
-        "--shadow-methods",
-        "all",
-        "--diff-log",
-        log.to_str().unwrap(),
-        "--diff-log-bodies",
-    ]);
+    let kage = shadowed(
+        &master,
+        &shadow,
+        &[
+            "--shadow-methods",
+            "all",
+            "--diff-log",
+            log.to_str().unwrap(),
+            "--diff-log-bodies",
+        ],
+    );
     assert_eq!(roundtrip(kage.addr, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
     assert_eq!(roundtrip(kage.addr, b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
     let post = b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
