@@ -42,37 +42,17 @@ use crate::tokens::Tokens;
 
 /// One exchange waiting for its shadows.
 pub(crate) struct Pending {
-    id: u64,
-    peer: SocketAddr,
-    req: RequestHead,
-    req_bytes: Vec<u8>,
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) req: RequestHead,
+    pub(crate) req_bytes: Vec<u8>,
     /// Reports of the backends that were done when the client moved on.
-    done: Vec<BackendReport>,
+    pub(crate) done: Vec<BackendReport>,
     /// The shadows still at work.
-    ups: Vec<Upstream>,
+    pub(crate) ups: Vec<Upstream>,
 }
 
 impl Pending {
-    /// An exchange `id` of `peer`, with the backends already `done` and the
-    /// shadows still at work in `ups`.
-    pub(crate) fn new(
-        id: u64,
-        peer: SocketAddr,
-        req: RequestHead,
-        req_bytes: Vec<u8>,
-        done: Vec<BackendReport>,
-        ups: Vec<Upstream>,
-    ) -> Self {
-        Pending {
-            id,
-            peer,
-            req,
-            req_bytes,
-            done,
-            ups,
-        }
-    }
-
     fn on_event(&mut self, backend: usize, ready: Readiness) {
         if let Some(up) = self.ups.iter_mut().find(|u| u.report.backend == backend) {
             up.ready.merge(ready);

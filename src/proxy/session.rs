@@ -981,14 +981,14 @@ impl Session {
             .filter(|&b| !waiting.contains(b))
             .map(|b| self.ups[b].take_report())
             .collect();
-        let pending = Pending::new(
-            self.exchange_id,
-            self.peer,
-            std::mem::take(&mut self.req),
-            std::mem::take(&mut self.req_bytes),
+        let pending = Pending {
+            id: self.exchange_id,
+            peer: self.peer,
+            req: std::mem::take(&mut self.req),
+            req_bytes: std::mem::take(&mut self.req_bytes),
             done,
             ups,
-        );
+        };
         cx.backlog.adopt(pending, cx.registry, cx.tokens, cx.pool);
         self.next_request(cx);
         true
