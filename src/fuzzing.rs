@@ -365,3 +365,38 @@ pub fn route_rules(data: &[u8]) {
         }
     }
 }
+
+/// Fuzz target `compare`: `[selector] [len hi] [len lo] response-a response-b`.
+/// Two backend responses (raw, framed; `selector` picks the request
+/// context) go through the comparator with ignore, set and tolerance
+/// rules: it must not panic, and a complete response compared with itself
+/// has no difference.
+pub fn compare(data: &[u8]) {
+    use crate::compare::{self as cmp, PathPattern, PathRule, Rules};
+    use crate::proxy::Outcome;
+    use crate::replay::report_of;
+    let [selector, hi, lo, rest @ ..] = data else { return };
+    let split = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
+    let (a, b) = rest.split_at(split);
+    let ctx = context(*selector);
+    let mut rules = Rules::default();
+    for (p, r) in [
+        ("/a/*", PathRule::Ignore),
+        ("/s", PathRule::Set),
+        ("/n", PathRule::Tolerance(0.5)),
+    ] {
+        if let Ok(p) = PathPattern::parse(p) {
+            rules.paths.push((p, r));
+        }
+    }
+    let (ra, rb) = (
+        report_of(a, ctx, false, Outcome::Complete),
+        report_of(b, ctx, false, Outcome::Complete),
+    );
+    let diffs = cmp::compare(&ra, &rb, "b", &rules);
+    let _ = cmp::verdict(&rb, &ra, &diffs);
+    if ra.outcome == Outcome::Complete {
+        let same = cmp::compare(&ra, &ra, "a", &rules);
+        assert!(same.is_empty(), "a response differs from itself: {same:?}");
+    }
+}

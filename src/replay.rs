@@ -201,7 +201,7 @@ fn exchange(
 }
 
 /// A report of a response from its raw bytes (head and framed body).
-fn report_of(raw: &[u8], ctx: RequestContext, truncated: bool, outcome: Outcome) -> BackendReport {
+pub(crate) fn report_of(raw: &[u8], ctx: RequestContext, truncated: bool, outcome: Outcome) -> BackendReport {
     let mut head = ResponseHead::new();
     let mut report = BackendReport {
         backend: 0,

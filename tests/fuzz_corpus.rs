@@ -13,13 +13,25 @@ use cases::{CHUNKED, REQUESTS, RESPONSES};
 /// A fuzz target by name and the function its `fuzz_target!` calls.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     ("request_stream", kage::fuzzing::request_stream),
     ("response_stream", kage::fuzzing::response_stream),
     ("chunked", kage::fuzzing::chunked),
     ("differential", kage::fuzzing::differential),
     ("route_rules", kage::fuzzing::route_rules),
+    ("compare", kage::fuzzing::compare),
 ];
+
+/// Two responses for the `compare` target: `[0] [len hi] [len lo] a b`.
+fn pair(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let n = u16::try_from(a.len()).expect("a short seed");
+    [&[0u8][..], &n.to_be_bytes(), a, b].concat()
+}
+
+fn response(extra: &str, body: &[u8]) -> Vec<u8> {
+    let head = format!("HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\n\r\n", body.len());
+    [head.as_bytes(), body].concat()
+}
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -47,6 +59,24 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     for (name, wire) in cases::ROUTE {
         out.push(("route_rules", format!("seed-{name}"), with(&[3], wire)));
     }
+    let json = "Content-Type: application/json\r\n";
+    let a = response(json, br#"{"a":{"x":1},"s":[1,2],"n":1.0,"v":"old","l":[1,2,3]}"#);
+    let b = response(json, br#"{"a":{"x":2},"s":[2,1],"n":1.2,"v":"new","l":[1]}"#);
+    out.push(("compare", "seed-json".into(), pair(&a, &b)));
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"v":"old"}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let zipped = response("Content-Type: application/json\r\nContent-Encoding: gzip\r\n", &gz);
+    out.push(("compare", "seed-gzip".into(), pair(&zipped, &b)));
+    let chunked = b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nX-V: 1\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    out.push((
+        "compare",
+        "seed-text".into(),
+        pair(chunked, &response("X-V: 2\r\n", b"abd")),
+    ));
     out
 }
 
