@@ -293,7 +293,9 @@ impl Service for Endpoint {
         for slot in late {
             self.close(registry, slot);
         }
-        if !self.draining && self.acceptor.on_timeout(now) {
+        // A freed slot may take a connection queued while all were busy.
+        let resumed = self.acceptor.on_timeout(now);
+        if !self.draining && (resumed || self.acceptor.may_accept()) {
             self.accept(registry, now);
         }
     }

@@ -15,6 +15,9 @@ pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
 pub const MAX_BACKENDS: usize = 64;
+/// Largest [`Config::max_connections`] and in-flight cap accepted (each
+/// takes tokens; the sums must not overflow).
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 /// Default for [`Backend::marker`].
 pub const DEFAULT_SHADOW_MARKER: &str = "X-Kage-Shadow";
 /// Default for [`Config::shadow_max_inflight`]: as many as the idle
@@ -197,8 +200,26 @@ impl Config {
                 return Err(format!("backend name {:?} is used twice", b.name));
             }
         }
-        if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(format!(
+                "max_connections must be from 1 to {MAX_CONNECTIONS_LIMIT}, {} given",
+                self.max_connections
+            ));
+        }
+        let caps = std::iter::once(self.shadow_max_inflight).chain(self.backends.iter().filter_map(|b| b.max_inflight));
+        for cap in caps {
+            if cap > MAX_CONNECTIONS_LIMIT {
+                return Err(format!(
+                    "an in-flight cap must be at most {MAX_CONNECTIONS_LIMIT}, {cap} given"
+                ));
+            }
+        }
+        if let Some(b) = self
+            .backends
+            .iter()
+            .find(|b| b.max_rps.is_some_and(|r| !(r.is_finite() && r > 0.0)))
+        {
+            return Err(format!("max_rps of {:?} must be a positive number", b.name));
         }
         Ok(())
     }
