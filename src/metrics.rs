@@ -8,7 +8,7 @@
 //! thread.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
@@ -179,7 +179,7 @@ impl Endpoint {
         if s.response.is_empty() {
             let mut buf = [0u8; 2048];
             loop {
-                match net::read(&mut s.sock, &mut buf) {
+                match net::fold(|| s.sock.read(&mut buf)) {
                     Io::Done(n) => s.request.extend_from_slice(&buf[..n]),
                     Io::WouldBlock => break,
                     Io::Closed | Io::Failed(_) => {
@@ -221,7 +221,7 @@ impl Endpoint {
             done = false;
         }
         while s.written < s.response.len() {
-            match net::write(&mut s.sock, &s.response[s.written..]) {
+            match net::fold(|| s.sock.write(&s.response[s.written..])) {
                 Io::Done(n) => s.written += n,
                 Io::WouldBlock => return,
                 Io::Closed | Io::Failed(_) => {

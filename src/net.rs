@@ -82,7 +82,46 @@ impl Readiness {
         self.read_closed |= new.read_closed;
     }
 
-    /// Updates after a read into `room` bytes.
+    /// Reads once from `sock` into `buf` and updates readiness by what the
+    /// read found. Not readable (or `buf` empty): `WouldBlock`, no syscall.
+    ///
+    /// This and the two writes below are the only way the proxy and the
+    /// router move bytes through a socket, so no loop can forget to clear
+    /// readiness and spin on a socket that would block.
+    pub fn read(&mut self, sock: &mut impl Read, buf: &mut [u8]) -> Io {
+        if !self.readable || buf.is_empty() {
+            return Io::WouldBlock;
+        }
+        let io = fold(|| sock.read(buf));
+        self.after_read(io, buf.len());
+        io
+    }
+
+    /// Writes once from `data` to `sock` and updates readiness by what the
+    /// write found. Not writable (or `data` empty): `WouldBlock`, no
+    /// syscall.
+    pub fn write(&mut self, sock: &mut impl Write, data: &[u8]) -> Io {
+        self.write2(sock, data, &[])
+    }
+
+    /// Writes once from two slices with one `writev`, as
+    /// [`write`](Self::write).
+    pub fn write2(&mut self, sock: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
+        let len = first.len() + second.len();
+        if !self.writable || len == 0 {
+            return Io::WouldBlock;
+        }
+        let io = if second.is_empty() {
+            fold(|| sock.write(first))
+        } else {
+            let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
+            fold(|| sock.write_vectored(&bufs))
+        };
+        self.after_write(io, len);
+        io
+    }
+
+    /// Updates after a read into `room` bytes made some other way (splice).
     pub fn after_read(&mut self, io: Io, room: usize) {
         match io {
             Io::WouldBlock => self.readable = false,
@@ -91,7 +130,7 @@ impl Readiness {
         }
     }
 
-    /// Updates after a write of `len` bytes.
+    /// Updates after a write of `len` bytes made some other way (splice).
     pub fn after_write(&mut self, io: Io, len: usize) {
         match io {
             Io::WouldBlock => self.writable = false,
@@ -117,23 +156,6 @@ pub fn fold(mut op: impl FnMut() -> io::Result<usize>) -> Io {
             Err(e) => return Io::Failed(Failure::of(&e)),
         }
     }
-}
-
-/// Reads once into `buf`. `buf` must not be empty.
-pub fn read(sock: &mut impl Read, buf: &mut [u8]) -> Io {
-    fold(|| sock.read(buf))
-}
-
-/// Writes once from `data`. `data` must not be empty.
-pub fn write(sock: &mut impl Write, data: &[u8]) -> Io {
-    fold(|| sock.write(data))
-}
-
-/// Writes once from two slices with one `writev`. At least one must not be
-/// empty.
-pub fn write2(sock: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
-    let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
-    fold(|| sock.write_vectored(&bufs))
 }
 
 /// Whether a non-blocking connect finished: `Some(Ok)` connected,

@@ -27,7 +27,7 @@ use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
-use crate::net::{self, Io, Readiness};
+use crate::net::{Io, Readiness};
 use crate::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
@@ -221,10 +221,7 @@ impl Session {
         if space.is_empty() {
             return false;
         }
-        let room = space.len();
-        let io = net::read(client, space);
-        self.ready.after_read(io, room);
-        match io {
+        match self.ready.read(client, space) {
             Io::Done(n) => {
                 self.cin.fill(n);
                 self.last_client_io = cx.now;
@@ -260,13 +257,9 @@ impl Session {
             if head.is_empty() && body.is_empty() {
                 break;
             }
-            // Head and body in one syscall when both are waiting.
-            let result = if body.is_empty() {
-                net::write(client, head)
-            } else {
-                net::write2(client, head, body)
-            };
-            match result {
+            // Head and body in one syscall when both are waiting; a full
+            // socket clears writable and the loop ends until the next edge.
+            match self.ready.write2(client, head, body) {
                 Io::Done(n) => {
                     let from_head = n.min(head.len());
                     self.cout_pos += from_head;
@@ -284,7 +277,7 @@ impl Session {
                     progress = true;
                     self.last_client_io = cx.now;
                 }
-                Io::WouldBlock => {}
+                Io::WouldBlock => break,
                 Io::Closed | Io::Failed(_) => {
                     debug!("{}: client went away while being written to", self.peer);
                     self.client_gone(cx);

@@ -228,10 +228,7 @@ impl Upstream {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(Some(0));
         };
-        let room = space.len();
-        let io = net::read(sock, space);
-        self.ready.after_read(io, room);
-        match io {
+        match self.ready.read(sock, space) {
             Io::Done(n) => {
                 inb.fill(n);
                 self.report.bytes += n as u64;
@@ -515,11 +512,9 @@ fn write_ready(sock: Option<&mut TcpStream>, ready: &mut Readiness, data: &[u8])
     let Some(sock) = sock else { return Ok(0) };
     let mut total = 0;
     while ready.writable && total < data.len() {
-        let io = net::write(sock, &data[total..]);
-        ready.after_write(io, data.len() - total);
-        match io {
+        match ready.write(sock, &data[total..]) {
             Io::Done(n) => total += n,
-            Io::WouldBlock => {}
+            Io::WouldBlock => break,
             Io::Closed => return Err(Failure::Reset),
             Io::Failed(f) => return Err(f),
         }

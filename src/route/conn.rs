@@ -434,8 +434,7 @@ impl Conn {
                 return true;
             };
             let rest = &self.reply[self.reply_pos..];
-            let io = net::write(sock, rest);
-            self.client.ready.after_write(io, rest.len());
+            let io = self.client.ready.write(sock, rest);
             match io {
                 Io::Done(n) => {
                     self.reply_pos += n;

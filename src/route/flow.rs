@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 
 use super::pipe::{Pipe, PipePool, is_bulk_read};
 use crate::buffer::{Buffer, BufferPool};
-use crate::net::{self, Failure, Io, Readiness};
+use crate::net::{Failure, Io, Readiness};
 
 /// One socket of the pair.
 #[derive(Debug)]
@@ -44,9 +44,7 @@ impl Side {
 
     /// Reads into `buf`; `None` when there is no socket.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Option<Io> {
-        let io = net::read(self.sock.as_mut()?, buf);
-        self.ready.after_read(io, buf.len());
-        Some(io)
+        Some(self.ready.read(self.sock.as_mut()?, buf))
     }
 
     pub(crate) fn shutdown_write(&mut self) -> Result<(), Failure> {
@@ -150,8 +148,7 @@ impl Flow {
             let Some(sock) = dst.sock.as_mut() else {
                 return Err(format!("{} gone", dst.name));
             };
-            let io = net::write2(sock, prefix, self.buf.data());
-            dst.ready.after_write(io, pending);
+            let io = dst.ready.write2(sock, prefix, self.buf.data());
             match io {
                 Io::Done(n) => {
                     let from_prefix = n.min(prefix.len());

@@ -14,6 +14,10 @@ use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHe
 use kage::proxy::{Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, default_selection};
 use kage::server::{Server, ShutdownMode, StopHandle};
 
+pub mod process;
+#[allow(unused_imports)]
+pub use process::{Kage, free_port};
+
 /// Generous bound for anything that should be quick.
 pub const QUICK: Duration = Duration::from_secs(5);
 
