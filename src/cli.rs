@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::compare::{self, PathPattern, PathRule};
 use crate::config_file::{self, FileConfig};
+use crate::fds;
 use crate::policy::Route;
 use crate::proxy::{Backend, Config, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
 use crate::route::{Rules, Settings, config as route_config};
@@ -30,7 +31,8 @@ TLS SNI, default), replays those bytes and splices both ways.
 
 USAGE:
     kage [--config FILE] --listen ADDR --master [NAME=]HOST:PORT [--shadow [NAME=]HOST:PORT]...
-         [--backend-timeout DUR] [--client-timeout DUR] [--shadow-timeout DUR]
+         [--backend-timeout DUR] [--shadow-timeout DUR] [--client-timeout DUR]
+         [--keepalive-timeout DUR] [--client-idle-timeout DUR]
          [--shadow-methods LIST|all] [--sample PERCENT] [--max-connections N]
          [--pool-idle N] [--pool-idle-timeout DUR]
          [--keep-alive master-only|always] [--shadow-max-inflight N]
@@ -60,13 +62,21 @@ OPTIONS:
         --backend-timeout DUR     Connect, first byte and idle limit for the
                                   master [default: 10s]
         --shadow-timeout DUR      The same for shadows [default: the backend timeout]
-        --client-timeout DUR      Time for a client to send a request head, and
-                                  idle keep-alive limit [default: 15s]
+        --client-timeout DUR      Time for a client to send a whole request head,
+                                  from its first byte (from accept for the first
+                                  request), however it drips; then 408 [default: 10s]
+        --keepalive-timeout DUR   Idle time between two requests on a kept-alive
+                                  client connection; then closed [default: 75s]
+        --client-idle-timeout DUR Time without progress while a client sends a
+                                  request body or reads its response (or a tunnel
+                                  is silent); then cut [default: 60s]
         --shadow-methods LIST|all Methods sent to shadows, comma-separated
                                   [default: GET,HEAD,OPTIONS]
         --sample PERCENT          Share of eligible requests shadowed, 0-100,
                                   picked uniformly [default: 100]
-        --max-connections N       Client connections at once [default: 4096]
+        --max-connections N       Client connections at once [default: from the
+                                  descriptor limit, raised to its hard limit at
+                                  start, less room for backend sockets]
         --pool-idle N             Idle keep-alive connections kept per backend
                                   for later clients; 0 keeps none [default: 64]
         --pool-idle-timeout DUR   How long a pooled connection may idle [default: 30s]
@@ -104,7 +114,9 @@ OPTIONS:
 ROUTE OPTIONS:
     -c, --config FILE             The rules and timeouts (routes.toml, below)
     -l, --listen ADDR             Address to listen on [default: listen in FILE]
-        --max-connections N       Client connections at once [default: 4096]
+        --max-connections N       Client connections at once [default: from the
+                                  descriptor limit, raised to its hard limit at
+                                  start, less room for backend sockets]
 
 DUR is a number with a unit: 500ms, 2s, 1m, 1h.
 
@@ -296,9 +308,7 @@ fn parse_route(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         )
     })?;
     let mut settings = loaded.settings(listen);
-    if let Some(n) = max_connections {
-        settings.max_connections = n;
-    }
+    settings.max_connections = max_connections.unwrap_or_else(|| fds::router_connections(fds::soft_limit()));
     settings.validate().map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(Command::Route(RouteArgs {
         settings,
@@ -317,6 +327,8 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     let mut backend_timeout = None;
     let mut shadow_timeout = None;
     let mut client_timeout = None;
+    let mut keepalive_timeout = None;
+    let mut client_idle_timeout = None;
     let mut methods = None;
     let mut sample = None;
     let mut max_connections = None;
@@ -352,6 +364,10 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
             Long("backend-timeout") => backend_timeout = Some(duration_arg(&mut p, "--backend-timeout")?),
             Long("shadow-timeout") => shadow_timeout = Some(duration_arg(&mut p, "--shadow-timeout")?),
             Long("client-timeout") => client_timeout = Some(duration_arg(&mut p, "--client-timeout")?),
+            Long("keepalive-timeout") => keepalive_timeout = Some(duration_arg(&mut p, "--keepalive-timeout")?),
+            Long("client-idle-timeout") => {
+                client_idle_timeout = Some(duration_arg(&mut p, "--client-idle-timeout")?);
+            }
             Long("shadow-methods") => {
                 let v = value(&mut p, "--shadow-methods")?;
                 methods = Some(parse_methods(&v).map_err(|e| format!("--shadow-methods {v}: {e}"))?);
@@ -454,9 +470,15 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     if let Some(t) = client_timeout.or(fc.client_timeout) {
         config.client_timeout = t;
     }
-    if let Some(n) = max_connections.or(fc.max_connections) {
-        config.max_connections = n;
+    if let Some(t) = keepalive_timeout.or(fc.keepalive_timeout) {
+        config.keepalive_timeout = t;
     }
+    if let Some(t) = client_idle_timeout.or(fc.client_idle_timeout) {
+        config.client_idle_timeout = t;
+    }
+    config.max_connections = max_connections
+        .or(fc.max_connections)
+        .unwrap_or_else(|| fds::proxy_connections(fds::soft_limit(), config.backends.len()));
     if let Some(n) = pool_idle.or(fc.pool_idle) {
         config.pool_idle_per_backend = n;
     }

@@ -32,6 +32,10 @@ pub struct FileConfig {
     pub control: Option<String>,
     /// `client_timeout`.
     pub client_timeout: Option<Duration>,
+    /// `keepalive_timeout`.
+    pub keepalive_timeout: Option<Duration>,
+    /// `client_idle_timeout`.
+    pub client_idle_timeout: Option<Duration>,
     /// `max_connections`.
     pub max_connections: Option<usize>,
     /// `keep_alive`.
@@ -61,6 +65,8 @@ pub struct FileConfig {
 struct Raw {
     listen: Option<Spanned<String>>,
     client_timeout: Option<Spanned<String>>,
+    keepalive_timeout: Option<Spanned<String>>,
+    client_idle_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
     keep_alive: Option<Spanned<String>>,
     shadow_max_inflight: Option<Spanned<i64>>,
@@ -314,6 +320,8 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         shadows,
         control,
         client_timeout: duration(&raw.client_timeout, "client_timeout")?,
+        keepalive_timeout: duration(&raw.keepalive_timeout, "keepalive_timeout")?,
+        client_idle_timeout: duration(&raw.client_idle_timeout, "client_idle_timeout")?,
         max_connections: count(&raw.max_connections, "max_connections", 1)?,
         keep_alive,
         shadow_max_inflight: count(&raw.shadow_max_inflight, "shadow_max_inflight", 0)?,
@@ -331,8 +339,10 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
 /// The example in `kage --help`, also checked by the tests.
 pub const EXAMPLE: &str = r#"listen = "127.0.0.1:8080"          # every key is optional; flags override
 keep_alive = "always"               # or "master-only" (Kage's rule)
-client_timeout = "15s"
-max_connections = 4096
+client_timeout = "10s"               # a whole request head, from its first byte
+keepalive_timeout = "75s"           # idle between two requests
+client_idle_timeout = "60s"         # no progress on a body, or a client not reading
+max_connections = 4096              # default: from the descriptor limit
 shadow_max_inflight = 64
 forward_client_ip = true
 pool_idle = 64

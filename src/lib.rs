@@ -110,7 +110,13 @@
 //! iteration budget. After each pump the session's next deadline (client or
 //! backend) is folded into one "next sweep" instant; a sweep, at most every
 //! [`proxy::SWEEP_INTERVAL`], applies what is due: no allocation and no
-//! queue that grows with traffic. Buffers of closed sessions go to a bounded
+//! queue that grows with traffic. Client deadlines bound whole phases
+//! (the head from its first byte, a keep-alive idle, no progress on a body
+//! or on a response the client should read), never the time since the last
+//! byte alone: a client dripping a byte a second is still cut off. Socket
+//! bytes move only through [`net::Readiness::read`] and
+//! [`net::Readiness::write`], which clear readiness as the syscall says, so
+//! no loop can spin on a socket that would block. Buffers of closed sessions go to a bounded
 //! [`buffer::BufferPool`] for the next ones (a fresh one costs a zeroed
 //! allocation). Every limit is a named constant ([`http::limits`],
 //! [`proxy`] constants).
@@ -136,6 +142,7 @@ pub mod cli;
 pub mod compare;
 pub mod config_file;
 pub mod demo;
+pub mod fds;
 pub mod fuzzing;
 pub mod http;
 mod listen;

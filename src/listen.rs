@@ -21,6 +21,9 @@ pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// burst of new connections.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// Most one "connection cap reached" line per this interval.
+pub const FULL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A listener with its readiness and pause.
 #[derive(Debug)]
 pub(crate) struct Acceptor {
@@ -28,6 +31,7 @@ pub(crate) struct Acceptor {
     local_addr: SocketAddr,
     ready: bool,
     paused_until: Option<Instant>,
+    full_logged_at: Option<Instant>,
 }
 
 impl Acceptor {
@@ -46,6 +50,7 @@ impl Acceptor {
             local_addr,
             ready: false,
             paused_until: None,
+            full_logged_at: None,
         })
     }
 
@@ -94,6 +99,20 @@ impl Acceptor {
             }
         }
         None
+    }
+
+    /// Accepting stopped at the connection cap `cap` while connections may
+    /// be waiting: says so, at most once per [`FULL_LOG_INTERVAL`]. The
+    /// kernel queues the waiting ones; accepting resumes when one closes.
+    pub(crate) fn at_cap(&mut self, cap: usize, now: Instant) {
+        if !self.may_accept() || self.full_logged_at.is_some_and(|t| now < t + FULL_LOG_INTERVAL) {
+            return;
+        }
+        self.full_logged_at = Some(now);
+        warn!(
+            "{}: {cap} connections open, the cap (--max-connections); accepting paused until one closes",
+            self.local_addr
+        );
     }
 
     /// When a pause ends.

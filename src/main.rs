@@ -21,6 +21,8 @@ use signal_hook_mio::v1_0::Signals;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Before parsing: the default connection caps follow the raised limit.
+    let fds = kage::fds::raise_to_hard();
     match cli::parse(std::env::args_os().skip(1)) {
         Err(message) => {
             eprintln!("kage: {message}");
@@ -35,10 +37,17 @@ fn main() -> ExitCode {
             println!("kage {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Proxy(args)) => exit(run(args)),
-        Ok(Command::Route(args)) => exit(route(args)),
+        Ok(Command::Proxy(args)) => exit(run(args, fds)),
+        Ok(Command::Route(args)) => exit(route(args, fds)),
         Ok(Command::Demo) => exit(kage::demo::run(&mut io::stdout().lock())),
         Ok(Command::Replay(args)) => replay(args),
+    }
+}
+
+fn log_limits(fds: Option<u64>, max_connections: usize) {
+    match fds {
+        Some(n) => info!("descriptor limit {n}; at most {max_connections} client connection(s)"),
+        None => info!("at most {max_connections} client connection(s)"),
     }
 }
 
@@ -81,7 +90,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
     }
 }
 
-fn route(args: RouteArgs) -> io::Result<()> {
+fn route(args: RouteArgs, fds: Option<u64>) -> io::Result<()> {
     let listen = args.settings.listen;
     let mut server = Server::new()?;
     let mut relay = Relay::new(args.settings, args.rules).map_err(|e| {
@@ -104,6 +113,7 @@ fn route(args: RouteArgs) -> io::Result<()> {
             ""
         }
     );
+    log_limits(fds, relay.settings().max_connections);
     let mut signals = signal_service(&server, None)?;
     server.run(&mut [&mut signals, &mut relay], 1)?;
     info!("stopped");
@@ -119,7 +129,7 @@ fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Resul
     })
 }
 
-fn run(args: ProxyArgs) -> io::Result<()> {
+fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
     let listen = args.config.listen;
     let policy = Policy::new(args.routes);
     let mut hooks = Compare::new(policy, args.rules);
@@ -146,6 +156,7 @@ fn run(args: ProxyArgs) -> io::Result<()> {
         .map(|b| format!("{} {}={}", b.role.as_str(), b.name, b.addr))
         .collect();
     info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
+    log_limits(fds, proxy.config().max_connections);
     let mut signals = signal_service(&server, reopen)?;
     match args.metrics {
         Some(addr) => {

@@ -5,8 +5,14 @@ use std::time::Duration;
 
 use crate::http::Method;
 
-/// Default for [`Config::client_timeout`].
-pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default for [`Config::client_timeout`] (nginx's `client_header_timeout`
+/// is 60 s; a head takes a browser milliseconds).
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Config::keepalive_timeout`] (nginx: 75 s).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default for [`Config::client_idle_timeout`] (nginx's
+/// `client_body_timeout` and `send_timeout`: 60 s).
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`Backend::timeout`].
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Config::shadow_request_cap`] and [`Config::capture_cap`].
@@ -134,9 +140,17 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The backends; exactly one must be the master.
     pub backends: Vec<Backend>,
-    /// How long a client may take to send a complete head, and how long an
-    /// idle keep-alive connection or a stalled client is kept.
+    /// How long a client may take to send a whole request head, counted
+    /// from its first byte (from accept for a connection's first request),
+    /// however it keeps dripping; then 408 and close.
     pub client_timeout: Duration,
+    /// How long a kept-alive client connection may stay idle between two
+    /// requests; then it is closed quietly.
+    pub keepalive_timeout: Duration,
+    /// How long a client may make no progress sending a request body or
+    /// reading its response (also a tunnel with no byte either way); then it
+    /// is cut (408 when nothing was answered yet).
+    pub client_idle_timeout: Duration,
     /// Most bytes of a request copied for each shadow; past it that shadow
     /// is dropped for the request.
     pub shadow_request_cap: usize,
@@ -172,6 +186,8 @@ impl Config {
             listen,
             backends,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
             shadow_request_cap: DEFAULT_CAPTURE_CAP,
             capture_cap: DEFAULT_CAPTURE_CAP,
             max_connections: DEFAULT_MAX_CONNECTIONS,

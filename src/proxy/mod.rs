@@ -35,9 +35,9 @@ pub use crate::sweep::SWEEP_INTERVAL;
 use crate::sweep::Sweep;
 
 pub use config::{
-    Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SHADOW_MARKER, DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS,
-    MAX_CONNECTIONS_LIMIT, Role,
+    Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CLIENT_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_MARKER, DEFAULT_SHADOW_MAX_INFLIGHT,
+    DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
@@ -326,7 +326,12 @@ impl<H: Hooks> Proxy<H> {
     fn accept(&mut self, registry: &Registry, now: Instant) {
         let Some(tokens) = self.tokens else { return };
         // Past the cap, accepting resumes when a session ends.
-        while self.sessions.len() < self.cfg.max_connections.min(tokens.slots()) {
+        let cap = self.cfg.max_connections.min(tokens.slots());
+        loop {
+            if self.sessions.len() >= cap {
+                self.acceptor.at_cap(cap, now);
+                return;
+            }
             let Some((mut sock, peer)) = self.acceptor.accept(now) else {
                 return;
             };

@@ -50,6 +50,25 @@ enum Phase {
     Closing,
 }
 
+/// What a session waits for the client to do (each has its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientWait {
+    /// Send a whole request head: [`Config::client_timeout`] from its start.
+    Head,
+    /// Start a next request on a kept-alive connection:
+    /// [`Config::keepalive_timeout`].
+    Idle,
+    /// Send more of a request body: [`Config::client_idle_timeout`] without
+    /// progress.
+    Body,
+    /// Read more of its response: the same.
+    Reading,
+    /// Send or read anything through a tunnel: the same.
+    Tunnel,
+    /// Take a final (error) answer: [`Config::client_timeout`].
+    Reply,
+}
+
 /// Shared state a session works with.
 pub(crate) struct Cx<'a, H> {
     pub(crate) cfg: &'a Config,
@@ -92,7 +111,15 @@ pub(crate) struct Session {
     client_done: bool,
     ups: Vec<Upstream>,
     exchange_id: u64,
+    /// The last byte moved to or from the client.
     last_client_io: Instant,
+    /// In [`Phase::Head`]: when the head began (accept, for the first
+    /// request; its first byte, for later ones), or when the connection
+    /// went idle while no byte of the next head is here.
+    head_since: Instant,
+    /// A request was read on this connection: an empty buffer in
+    /// [`Phase::Head`] is a keep-alive idle, not a head being waited for.
+    served: bool,
     tunnel_shut: (bool, bool),
 }
 
@@ -132,6 +159,8 @@ impl Session {
                 .collect(),
             exchange_id: 0,
             last_client_io: now,
+            head_since: now,
+            served: false,
             tunnel_shut: (false, false),
         }
     }
@@ -217,6 +246,8 @@ impl Session {
         let Some(client) = self.client.as_mut() else {
             return false;
         };
+        // The first byte of a head after a keep-alive idle starts its clock.
+        let head_starts = self.phase == Phase::Head && self.served && self.cin.is_empty();
         let space = self.cin.space();
         if space.is_empty() {
             return false;
@@ -225,6 +256,9 @@ impl Session {
             Io::Done(n) => {
                 self.cin.fill(n);
                 self.last_client_io = cx.now;
+                if head_starts {
+                    self.head_since = cx.now;
+                }
                 true
             }
             Io::WouldBlock => false,
@@ -360,6 +394,7 @@ impl Session {
         self.cin.consume(len);
         *cx.next_id += 1;
         self.exchange_id = *cx.next_id;
+        self.served = true;
         let backends = &cx.cfg.backends;
         let master = cx.cfg.master();
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
@@ -900,7 +935,7 @@ impl Session {
                     // they move to the backlog only if a next request comes
                     // first (no syscall for the common case).
                     self.phase = Phase::Head;
-                    self.last_client_io = cx.now;
+                    self.head_since = cx.now;
                     progress = true;
                 }
                 if self.client_done || self.client.is_none() {
@@ -1003,7 +1038,7 @@ impl Session {
         self.req.clear();
         if self.client.is_some() && self.phase == Phase::Exchange {
             self.phase = Phase::Head;
-            self.last_client_io = cx.now;
+            self.head_since = cx.now;
         }
     }
 
@@ -1087,14 +1122,8 @@ impl Session {
     pub(crate) fn deadline(&self, cfg: &Config) -> Option<Instant> {
         let mut at: Option<Instant> = None;
         let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
-        if self.client.is_some() {
-            let waiting_on_client = match self.phase {
-                Phase::Head | Phase::Closing | Phase::Tunnel => true,
-                Phase::Exchange => !self.req_body.is_done() || !self.client_flushed(),
-            };
-            if waiting_on_client {
-                earliest(self.last_client_io + cfg.client_timeout);
-            }
+        if let Some((t, _)) = self.client_deadline(cfg) {
+            earliest(t);
         }
         for (b, up) in self.ups.iter().enumerate() {
             let active = matches!(up.state, State::Connecting | State::Active);
@@ -1105,6 +1134,85 @@ impl Session {
             }
         }
         at
+    }
+
+    /// When the client will have taken too long, and at what.
+    fn client_deadline(&self, cfg: &Config) -> Option<(Instant, ClientWait)> {
+        self.client.as_ref()?;
+        let wait = match self.phase {
+            Phase::Head if self.served && self.cin.is_empty() => ClientWait::Idle,
+            Phase::Head => ClientWait::Head,
+            // A full buffer waits for the master, not for the client.
+            Phase::Exchange if !self.req_body.is_done() && !self.cin.is_full() => ClientWait::Body,
+            Phase::Exchange if !self.client_flushed() => ClientWait::Reading,
+            Phase::Exchange => return None,
+            Phase::Tunnel => ClientWait::Tunnel,
+            Phase::Closing => ClientWait::Reply,
+        };
+        let at = match wait {
+            ClientWait::Head => self.head_since + cfg.client_timeout,
+            ClientWait::Idle => self.head_since + cfg.keepalive_timeout,
+            ClientWait::Body | ClientWait::Reading | ClientWait::Tunnel => {
+                self.last_client_io + cfg.client_idle_timeout
+            }
+            ClientWait::Reply => self.last_client_io + cfg.client_timeout,
+        };
+        Some((at, wait))
+    }
+
+    /// The client took too long at `wait`.
+    fn client_timed_out<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, wait: ClientWait) {
+        match wait {
+            ClientWait::Head if self.cin.is_empty() => {
+                debug!("{}: no request within the client timeout; closing", self.peer);
+                self.close_client(cx.registry);
+            }
+            ClientWait::Head => {
+                info!(
+                    "{}: no complete request head within {:?} of its start; 408",
+                    self.peer, cx.cfg.client_timeout
+                );
+                self.reply(cx, 408, "request head not received in time");
+                // One more chance to flush the 408, then it is closed.
+                self.last_client_io = cx.now;
+            }
+            ClientWait::Idle => {
+                debug!("{}: idle keep-alive connection past its timeout; closing", self.peer);
+                self.close_client(cx.registry);
+            }
+            ClientWait::Body => {
+                info!(
+                    "{}: request body made no progress for {:?}; cut",
+                    self.peer, cx.cfg.client_idle_timeout
+                );
+                let answered = self.direct.is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty();
+                self.abort_backends(cx);
+                if answered {
+                    self.close_client(cx.registry);
+                } else {
+                    self.reply(cx, 408, "request body not received in time");
+                    self.last_client_io = cx.now;
+                }
+            }
+            ClientWait::Reading => {
+                info!(
+                    "{}: client read nothing of its response for {:?}; closing",
+                    self.peer, cx.cfg.client_idle_timeout
+                );
+                self.client_gone(cx);
+            }
+            ClientWait::Tunnel => {
+                debug!("{}: tunnel idle past the client idle timeout; closing", self.peer);
+                self.abort_all(cx);
+            }
+            ClientWait::Reply => {
+                debug!(
+                    "{}: final answer not taken within the client timeout; closing",
+                    self.peer
+                );
+                self.close_client(cx.registry);
+            }
+        }
     }
 
     /// Applies every timeout due at `now`.
@@ -1118,29 +1226,9 @@ impl Session {
                 self.fail(cx, b, Outcome::Timeout);
             }
         }
-        if self.client.is_some() && now >= self.last_client_io + cx.cfg.client_timeout {
-            match self.phase {
-                Phase::Head if !self.cin.is_empty() => {
-                    info!("{}: no complete request head within the client timeout", self.peer);
-                    self.reply(cx, 408, "request head not received in time");
-                    // One more chance to flush the 408, then it is closed.
-                    self.last_client_io = now;
-                }
-                Phase::Head => self.close_client(cx.registry),
-                Phase::Exchange if !self.req_body.is_done() || !self.client_flushed() => {
-                    info!("{}: client stalled past the client timeout; closing", self.peer);
-                    self.client_gone(cx);
-                }
-                Phase::Exchange => {}
-                Phase::Closing | Phase::Tunnel => {
-                    debug!("{}: closing after the client timeout", self.peer);
-                    if self.phase == Phase::Tunnel {
-                        self.abort_all(cx);
-                    } else {
-                        self.close_client(cx.registry);
-                    }
-                }
-            }
+        match self.client_deadline(cx.cfg) {
+            Some((at, wait)) if now >= at => self.client_timed_out(cx, wait),
+            _ => {}
         }
         self.pump(cx);
     }

@@ -282,7 +282,12 @@ impl<R: Router> Relay<R> {
 
     fn accept(&mut self, registry: &Registry, now: Instant) {
         let Some(tokens) = self.tokens else { return };
-        while self.conns.len() < self.settings.max_connections.min(tokens.slots()) {
+        let cap = self.settings.max_connections.min(tokens.slots());
+        loop {
+            if self.conns.len() >= cap {
+                self.acceptor.at_cap(cap, now);
+                return;
+            }
             let Some((mut sock, peer)) = self.acceptor.accept(now) else {
                 return;
             };
