@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kage::route::{Decision, Relay, Router, Settings};
-use kage::server::{Server, ShutdownMode};
+use kage::runtime::server::{Server, ShutdownMode};
 
 const GIB: u64 = 1 << 30;
 /// Bytes per read or write of the client and the backend.

@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kage::proxy::{Backend, Config, DefaultHooks, Proxy, Role};
-use kage::server::ShutdownMode;
+use kage::runtime::server::ShutdownMode;
 use log::{info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};

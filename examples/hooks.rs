@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use kage::http::{HeadRewrite, Method};
 use kage::proxy::{Backend, BackendReport, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection};
-use kage::server::Server;
+use kage::runtime::server::Server;
 
 const USAGE: &str = "usage: hooks --listen ADDR --master HOST:PORT [--shadow [NAME=]HOST:PORT]...";
 

@@ -372,9 +372,9 @@ pub fn route_rules(data: &[u8]) {
 /// rules: it must not panic, and a complete response compared with itself
 /// has no difference.
 pub fn compare(data: &[u8]) {
+    use crate::app::replay::report_of;
     use crate::compare::{self as cmp, PathPattern, PathRule, Rules};
     use crate::proxy::Outcome;
-    use crate::replay::report_of;
     let [selector, hi, lo, rest @ ..] = data else { return };
     let split = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
     let (a, b) = rest.split_at(split);

@@ -14,27 +14,35 @@
 //! One direction of imports: the upper layers use the lower ones.
 //!
 //! ```text
-//! main.rs, cli       flags and kage.toml (config_file) -> Config + routes,
-//!                    or routes.toml; signals
-//! policy             the binary's selection hooks: routes, sampling, sticky
+//! main.rs            the `kage` binary: parse, log, run, exit code; signals
+//!   |
+//! app/               the binary's side: cli (flags, help), config_file
+//!   |                (kage.toml), policy (routes, sampling, sticky), demo,
+//!   |                replay. No library layer below imports it.
+//!   v
 //! compare/           the comparator: a Hooks comparing each shadow with the
-//!                    master (status, headers, body; JSON by path), diff log
-//! server             a Poll + stop Waker running Services (proxy, router, both)
+//!   |                master (status, headers, body; JSON by path), diff log
 //! route/ (mio)       the TCP router: Relay (listener, slab of connections),
-//!                    conn (peek, connect with failover, replay, splice),
-//!                    and the sans-IO decision layer: Router trait, Rules
-//!                    (prefix, regex DFA, HTTP Host, TLS SNI), routes.toml
+//!   |                conn (peek, connect with failover, replay, splice),
+//!   |                flow/pipe (two-way splice, splice(2)), and the sans-IO
+//!   |                decision layer: Router trait, Rules (prefix, regex DFA,
+//!   |                HTTP Host, TLS SNI), routes.toml
 //! proxy/ (mio)       Proxy: listener, slab of sessions
-//!                    session: one client connection, one exchange at a time
-//!                    upstream: one backend connection and its capture
-//!                    pending: exchanges whose client moved on (shadows late)
-//!                    pool: idle backend connections shared by sessions
-//!                    hooks: select / munge / backends_finished
-//! listen, sweep,     shared by proxy and router: acceptor (EMFILE pause),
-//! tokens             deadline sweep, token layout
+//!   |                session: one client connection, one exchange at a time
+//!   |                upstream: one backend connection and its capture
+//!   |                pending: exchanges whose client moved on (shadows late)
+//!   |                pool: idle backend connections shared by sessions
+//!   |                hooks: select / munge / backends_finished
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
+//!   v
+//! runtime/           what proxy and router share: buffer (fixed, pooled),
+//!   |                net (io results as one enum; readiness does the I/O),
+//!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
+//!   |                pause, cap), fds (descriptor limit), server (a Poll
+//!   |                running Services)
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
-//! buffer, net        fixed buffers with cursors; io results folded into one enum
+//! values             value parsers the config readers share: durations,
+//!                    addresses, file:line positions
 //! ```
 //!
 //! [`http`] never imports mio or `std::net`; [`proxy`] never parses bytes
@@ -99,7 +107,7 @@
 //! ## Event loop rules
 //!
 //! Each socket is registered once (readable and writable, edge-triggered);
-//! readiness is cached per socket ([`net::Readiness`]) and cleared by
+//! readiness is cached per socket ([`runtime::net::Readiness`]) and cleared by
 //! WouldBlock or by a short read or write. That departs from "drain until
 //! WouldBlock" on purpose: on Linux a short TCP read found the queue empty
 //! and later data raises a new edge, so the confirming read only cost a
@@ -114,10 +122,10 @@
 //! (the head from its first byte, a keep-alive idle, no progress on a body
 //! or on a response the client should read), never the time since the last
 //! byte alone: a client dripping a byte a second is still cut off. Socket
-//! bytes move only through [`net::Readiness::read`] and
-//! [`net::Readiness::write`], which clear readiness as the syscall says, so
+//! bytes move only through [`runtime::net::Readiness::read`] and
+//! [`runtime::net::Readiness::write`], which clear readiness as the syscall says, so
 //! no loop can spin on a socket that would block. Buffers of closed sessions go to a bounded
-//! [`buffer::BufferPool`] for the next ones (a fresh one costs a zeroed
+//! [`runtime::buffer::BufferPool`] for the next ones (a fresh one costs a zeroed
 //! allocation). Every limit is a named constant ([`http::limits`],
 //! [`proxy`] constants).
 //!
@@ -127,7 +135,7 @@
 //! range the host chooses, handles the events the host passes it
 //! ([`proxy::Proxy::handle_event`] returns false for other tokens) and tells
 //! the host its next deadline. `examples/embed.rs` shows a host with its own
-//! protocol; [`server::Server`] is a ready-made host.
+//! protocol; [`runtime::server::Server`] is a ready-made host.
 //!
 //! ## Fuzzing
 //!
@@ -137,21 +145,12 @@
 
 #![warn(missing_docs)]
 
-pub mod buffer;
-pub mod cli;
+pub mod app;
 pub mod compare;
-pub mod config_file;
-pub mod demo;
-pub mod fds;
 pub mod fuzzing;
 pub mod http;
-mod listen;
 pub mod metrics;
-pub mod net;
-pub mod policy;
 pub mod proxy;
-pub mod replay;
 pub mod route;
-pub mod server;
-mod sweep;
-mod tokens;
+pub mod runtime;
+pub mod values;

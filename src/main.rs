@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kage::cli::{self, Command, ProxyArgs, ReplayArgs, RouteArgs};
+use kage::app::cli::{self, Command, ProxyArgs, ReplayArgs, RouteArgs};
+use kage::app::policy::Policy;
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
-use kage::policy::Policy;
 use kage::proxy::Proxy;
 use kage::route::Relay;
-use kage::server::{Server, Service, ShutdownMode, StopHandle};
+use kage::runtime::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{error, info};
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
@@ -22,7 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Before parsing: the default connection caps follow the raised limit.
-    let fds = kage::fds::raise_to_hard();
+    let fds = kage::runtime::fds::raise_to_hard();
     match cli::parse(std::env::args_os().skip(1)) {
         Err(message) => {
             eprintln!("kage: {message}");
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Proxy(args)) => exit(run(args, fds)),
         Ok(Command::Route(args)) => exit(route(args, fds)),
-        Ok(Command::Demo) => exit(kage::demo::run(&mut io::stdout().lock())),
+        Ok(Command::Demo) => exit(kage::app::demo::run(&mut io::stdout().lock())),
         Ok(Command::Replay(args)) => replay(args),
     }
 }
@@ -63,7 +63,7 @@ fn exit(result: io::Result<()>) -> ExitCode {
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {
-    match kage::replay::run(&args.log, args.to, &args.rules) {
+    match kage::app::replay::run(&args.log, args.to, &args.rules) {
         Err(e) => {
             eprintln!("kage: {e}");
             ExitCode::FAILURE

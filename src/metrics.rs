@@ -22,9 +22,9 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::http::{HeadStatus, RequestHead};
-use crate::listen::Acceptor;
-use crate::net::{self, Io};
-use crate::server::{Service, ShutdownMode};
+use crate::runtime::listen::Acceptor;
+use crate::runtime::net::{self, Io};
+use crate::runtime::server::{Service, ShutdownMode};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] = [

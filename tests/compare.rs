@@ -14,7 +14,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use kage::compare::{Compare, DiffLog, PathPattern, PathRule, Rules};
 use kage::proxy::{Backend, Config, DefaultHooks, Proxy, Role};
-use kage::server::{Server, ShutdownMode, StopHandle};
+use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 use serde_json::Value;
 use support::*;
 

@@ -290,7 +290,7 @@ struct Siege {
 fn siege(mode: &str, args: &[&str], path: &str) -> Siege {
     const SECONDS: u64 = 20;
     // Our own sockets (the test master's) need descriptors too.
-    kage::fds::raise_to_hard();
+    kage::runtime::fds::raise_to_hard();
     let master = attack_master();
     let kage = Kage::start(&["--master", &master.addr.to_string()]);
     let url = format!("http://{}{path}", kage.addr);

@@ -10,9 +10,9 @@ use std::process::Command;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use kage::policy::{Policy, Route, Sticky};
+use kage::app::policy::{Policy, Route, Sticky};
 use kage::proxy::{Backend, Config, KeepAlive, Proxy, Role};
-use kage::server::{Server, ShutdownMode, StopHandle};
+use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 use support::*;
 
 struct Running {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kage::http::{Method, RequestContext};
 use kage::proxy::{Outcome, Role, Selection};
-use kage::server::ShutdownMode;
+use kage::runtime::server::ShutdownMode;
 use support::*;
 
 fn ms(n: u64) -> Duration {

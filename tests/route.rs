@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use kage::route::{Decision, Relay, Router, config};
-use kage::server::{Server, ShutdownMode, StopHandle};
+use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 use support::{QUICK, TestBackend, closed_port};
 
 /// A relay on its own thread, stopped when dropped.

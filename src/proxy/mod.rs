@@ -3,7 +3,7 @@
 //! [`Proxy`] owns a listener and a slab of sessions. It registers its
 //! sockets on the host's [`Registry`] with tokens inside the range the host
 //! gives it, handles the events the host passes it, and tells the host its
-//! next deadline. No threads, no globals: [`crate::server::Server`] is a
+//! next deadline. No threads, no globals: [`crate::runtime::server::Server`] is a
 //! ready-made host.
 
 mod config;
@@ -27,12 +27,12 @@ use mio::event::Event;
 use mio::{Interest, Registry};
 use slab::Slab;
 
-use crate::buffer::BufferPool;
-use crate::listen::Acceptor;
-pub use crate::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
-pub use crate::server::FAST_SHUTDOWN_GRACE;
-pub use crate::sweep::SWEEP_INTERVAL;
-use crate::sweep::Sweep;
+use crate::runtime::buffer::BufferPool;
+use crate::runtime::listen::Acceptor;
+pub use crate::runtime::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
+pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
+pub use crate::runtime::sweep::SWEEP_INTERVAL;
+use crate::runtime::sweep::Sweep;
 
 pub use config::{
     Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CLIENT_TIMEOUT,
@@ -45,10 +45,10 @@ pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
 pub use stats::{DropReason, Stats};
 pub use upstream::BACKEND_BUFFER;
 
-use crate::net::Readiness;
-use crate::server::Service;
-pub use crate::server::ShutdownMode;
-use crate::tokens::{Target, Tokens};
+use crate::runtime::net::Readiness;
+use crate::runtime::server::Service;
+pub use crate::runtime::server::ShutdownMode;
+use crate::runtime::tokens::{Target, Tokens};
 use pending::Backlog;
 use pool::Pools;
 use session::{Cx, Session};

@@ -34,11 +34,11 @@ use super::pool::Pools;
 use super::session::PUMP_BUDGET;
 use super::stats::{DropReason, Stats};
 use super::upstream::{State, Step, Upstream};
-use crate::buffer::BufferPool;
 use crate::http::{RequestContext, RequestHead};
-use crate::net::Readiness;
-use crate::sweep::Sweep;
-use crate::tokens::Tokens;
+use crate::runtime::buffer::BufferPool;
+use crate::runtime::net::Readiness;
+use crate::runtime::sweep::Sweep;
+use crate::runtime::tokens::Tokens;
 
 /// One exchange waiting for its shadows.
 pub(crate) struct Pending {

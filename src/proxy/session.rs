@@ -22,13 +22,13 @@ use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
 use super::upstream::{State, Step, Upstream, outcome_of};
-use crate::buffer::{Buffer, BufferPool};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
-use crate::net::{Io, Readiness};
-use crate::tokens::Tokens;
+use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::net::{Io, Readiness};
+use crate::runtime::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
 pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;

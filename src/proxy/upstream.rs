@@ -11,9 +11,9 @@ use mio::{Interest, Registry, Token};
 use super::hooks::{BackendReport, Outcome};
 use super::pool::Pools;
 use super::stats::Stats;
-use crate::buffer::{Buffer, BufferPool};
 use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
-use crate::net::{self, Failure, Io, Readiness};
+use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::net::{self, Failure, Io, Readiness};
 
 /// Response bytes read from a backend before the proxy stops reading it (the
 /// master's are spliced to the client from here). At least a maximal head.

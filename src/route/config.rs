@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Action, Matcher, Rule, Rules, Settings};
-use crate::cli::{parse_duration, resolve};
+use crate::values::{line_of, parse_duration, resolve};
 
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -203,11 +203,6 @@ fn rule_action(
             "{here}: rule {name:?}: expected exactly one of to = [...] or reply = \"...\""
         )),
     }
-}
-
-/// 1-based line number of byte `offset`.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    1 + text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count()
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use super::flow::{Flow, Side};
 use super::pipe::{self, PipePool};
 use super::relay::Settings;
 use super::{Decision, Router};
-use crate::buffer::{Buffer, BufferPool};
-use crate::net::{self, Io, Readiness};
-use crate::tokens::Tokens;
+use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::net::{self, Io, Readiness};
+use crate::runtime::tokens::Tokens;
 
 /// Bytes buffered in each direction while splicing (the client-to-server
 /// buffer also holds the peeked bytes: it is at least `max_peek` long).

@@ -8,8 +8,8 @@ use mio::Registry;
 use mio::net::TcpStream;
 
 use super::pipe::{Pipe, PipePool, is_bulk_read};
-use crate::buffer::{Buffer, BufferPool};
-use crate::net::{Failure, Io, Readiness};
+use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::net::{Failure, Io, Readiness};
 
 /// One socket of the pair.
 #[derive(Debug)]

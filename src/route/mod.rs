@@ -37,7 +37,7 @@ pub mod sni;
 
 use std::net::SocketAddr;
 
-pub use crate::listen::LISTEN_BACKLOG;
+pub use crate::runtime::listen::LISTEN_BACKLOG;
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
 pub use pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
 pub use relay::{MAX_TIMEOUT, Relay, Settings};

@@ -8,7 +8,7 @@
 
 use std::io;
 
-use crate::net::Io;
+use crate::runtime::net::Io;
 
 /// Capacity asked of each pipe (`F_SETPIPE_SZ`; the kernel may round it,
 /// or refuse past `pipe-user-pages-soft`, and then the default is kept).
@@ -37,7 +37,7 @@ mod sys {
     use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice};
 
     use super::PIPE_SIZE;
-    use crate::net::{self, Io};
+    use crate::runtime::net::{self, Io};
 
     /// A non-blocking pipe and the bytes it holds.
     #[derive(Debug)]
@@ -124,7 +124,7 @@ mod sys {
 mod sys {
     use std::io;
 
-    use crate::net::Io;
+    use crate::runtime::net::Io;
 
     /// No pipes here: every stream copies through its buffer.
     #[derive(Debug)]

@@ -16,13 +16,13 @@ use super::config::{
 };
 use super::conn::{Conn, Cx};
 use super::pipe::{self, PipePool};
-use crate::buffer::BufferPool;
-use crate::listen::Acceptor;
-use crate::net::Readiness;
 use crate::proxy::DEFAULT_MAX_CONNECTIONS;
-use crate::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
-use crate::sweep::Sweep;
-use crate::tokens::{Target, Tokens};
+use crate::runtime::buffer::BufferPool;
+use crate::runtime::listen::Acceptor;
+use crate::runtime::net::Readiness;
+use crate::runtime::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
+use crate::runtime::sweep::Sweep;
+use crate::runtime::tokens::{Target, Tokens};
 
 /// Longest timeout accepted (deadlines are instants: they must not overflow).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);

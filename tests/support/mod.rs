@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHead, ResponseHead};
 use kage::proxy::{Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, default_selection};
-use kage::server::{Server, ShutdownMode, StopHandle};
+use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
 #[allow(unused_imports)]

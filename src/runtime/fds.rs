@@ -2,8 +2,6 @@
 //! default connection caps derived from it, so that a cap is never a
 //! promise the kernel refuses with EMFILE.
 
-use crate::proxy::{DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_PER_BACKEND, MAX_CONNECTIONS_LIMIT};
-
 /// Descriptors kept aside from the connection cap: the poller, listeners,
 /// signals, the logs, the metrics endpoint and its scrapes.
 pub const RESERVED_FDS: u64 = 64;
@@ -24,30 +22,11 @@ pub fn raise_to_hard() -> Option<u64> {
     Some(soft)
 }
 
-/// The default proxy connection cap for `limit` descriptors and `backends`
-/// backends: each client connection may hold one connection per backend,
-/// and the pools keep [`DEFAULT_POOL_IDLE_PER_BACKEND`] each.
-pub fn proxy_connections(limit: Option<u64>, backends: usize) -> usize {
-    let Some(limit) = limit else {
-        return DEFAULT_MAX_CONNECTIONS;
-    };
-    let backends = backends as u64;
-    let pooled = DEFAULT_POOL_IDLE_PER_BACKEND as u64 * backends;
-    let per_connection = 1 + backends;
-    cap(limit.saturating_sub(RESERVED_FDS + pooled) / per_connection)
-}
-
-/// The default router connection cap for `limit` descriptors: a client and
-/// a backend socket each, with a quarter of the limit left to splice pipes.
-pub fn router_connections(limit: Option<u64>) -> usize {
-    let Some(limit) = limit else {
-        return DEFAULT_MAX_CONNECTIONS;
-    };
-    cap((limit - limit / 4).saturating_sub(RESERVED_FDS) / 2)
-}
-
-fn cap(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX).clamp(1, MAX_CONNECTIONS_LIMIT)
+/// How many connections fit in `limit` descriptors when each takes
+/// `per_connection` and `set_aside` more are kept for other uses (pools,
+/// pipes) besides [`RESERVED_FDS`]. At least 1.
+pub fn connections_for(limit: u64, per_connection: u64, set_aside: u64) -> u64 {
+    (limit.saturating_sub(RESERVED_FDS.saturating_add(set_aside)) / per_connection.max(1)).max(1)
 }
 
 #[cfg(target_os = "linux")]
@@ -89,14 +68,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn caps_leave_room_for_backends_and_pools() {
-        // 1024 descriptors, a master and a shadow: 1024 - 64 - 128, by 3.
-        assert_eq!(proxy_connections(Some(1024), 2), 277);
-        assert_eq!(proxy_connections(Some(20_000), 1), (20_000 - 64 - 64) / 2);
-        assert_eq!(proxy_connections(Some(10), 3), 1, "never zero");
-        assert_eq!(proxy_connections(None, 2), DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(proxy_connections(Some(u64::MAX), 1), MAX_CONNECTIONS_LIMIT);
-        assert_eq!(router_connections(Some(1024)), (768 - 64) / 2);
+    fn connections_leave_room() {
+        assert_eq!(connections_for(1024, 3, 128), (1024 - 64 - 128) / 3);
+        assert_eq!(connections_for(10, 3, 0), 1, "never zero");
+        assert_eq!(connections_for(u64::MAX, 0, u64::MAX), 1);
     }
 
     #[test]

@@ -2,16 +2,20 @@
 //! `kage route` with its `routes.toml`.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::app::config_file::{self, FileConfig};
+use crate::app::policy::Route;
 use crate::compare::{self, PathPattern, PathRule};
-use crate::config_file::{self, FileConfig};
-use crate::fds;
-use crate::policy::Route;
-use crate::proxy::{Backend, Config, DEFAULT_SHADOW_METHODS, KeepAlive, Role};
+use crate::proxy::{
+    Backend, Config, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_SHADOW_METHODS, KeepAlive,
+    MAX_CONNECTIONS_LIMIT, Role,
+};
 use crate::route::{Rules, Settings, config as route_config};
+use crate::runtime::fds;
+use crate::values::{parse_duration, resolve};
 
 /// The help text.
 pub const HELP: &str = "\
@@ -308,7 +312,7 @@ fn parse_route(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
         )
     })?;
     let mut settings = loaded.settings(listen);
-    settings.max_connections = max_connections.unwrap_or_else(|| fds::router_connections(fds::soft_limit()));
+    settings.max_connections = max_connections.unwrap_or_else(|| router_connections(fds::soft_limit()));
     settings.validate().map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(Command::Route(RouteArgs {
         settings,
@@ -478,7 +482,7 @@ fn parse_proxy(args: impl IntoIterator<Item = OsString>) -> Result<Command, Stri
     }
     config.max_connections = max_connections
         .or(fc.max_connections)
-        .unwrap_or_else(|| fds::proxy_connections(fds::soft_limit(), config.backends.len()));
+        .unwrap_or_else(|| proxy_connections(fds::soft_limit(), config.backends.len()));
     if let Some(n) = pool_idle.or(fc.pool_idle) {
         config.pool_idle_per_backend = n;
     }
@@ -621,32 +625,26 @@ fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, Socke
     Ok((name, addr))
 }
 
-/// `HOST:PORT` to one address (the first the resolver gives).
-pub fn resolve(v: &str) -> Result<SocketAddr, String> {
-    let mut addrs = v.to_socket_addrs().map_err(|e| format!("expected HOST:PORT ({e})"))?;
-    addrs
-        .next()
-        .ok_or_else(|| "the host name resolves to no address".to_string())
+/// The default proxy connection cap for `limit` descriptors and `backends`
+/// backends: each client connection may hold one connection per backend,
+/// and the pools keep [`DEFAULT_POOL_IDLE_PER_BACKEND`] each.
+fn proxy_connections(limit: Option<u64>, backends: usize) -> usize {
+    let Some(limit) = limit else {
+        return DEFAULT_MAX_CONNECTIONS;
+    };
+    let backends = backends as u64;
+    let n = fds::connections_for(limit, 1 + backends, DEFAULT_POOL_IDLE_PER_BACKEND as u64 * backends);
+    usize::try_from(n).unwrap_or(usize::MAX).min(MAX_CONNECTIONS_LIMIT)
 }
 
-/// `500ms`, `2s`, `1m`, `1h` (a whole number and a unit).
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| "expected a whole number and a unit, like 500ms, 2s, 1m".to_string())?;
-    let ms_per = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "" => return Err("the unit is missing: use ms, s, m or h".into()),
-        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+/// The default router connection cap for `limit` descriptors: a client and
+/// a backend socket each, with a quarter of the limit left to splice pipes.
+fn router_connections(limit: Option<u64>) -> usize {
+    let Some(limit) = limit else {
+        return DEFAULT_MAX_CONNECTIONS;
     };
-    n.checked_mul(ms_per)
-        .map(Duration::from_millis)
-        .ok_or_else(|| "too large".to_string())
+    let n = fds::connections_for(limit, 2, limit / 4);
+    usize::try_from(n).unwrap_or(usize::MAX).min(MAX_CONNECTIONS_LIMIT)
 }
 
 fn parse_methods(v: &str) -> Result<ShadowMethods, String> {
@@ -676,14 +674,14 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("5").unwrap_err().contains("unit"));
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+    fn default_caps_leave_room_for_backends_and_pools() {
+        // 1024 descriptors, a master and a shadow: 1024 - 64 - 128, by 3.
+        assert_eq!(proxy_connections(Some(1024), 2), 277);
+        assert_eq!(proxy_connections(Some(20_000), 1), (20_000 - 64 - 64) / 2);
+        assert_eq!(proxy_connections(Some(10), 3), 1, "never zero");
+        assert_eq!(proxy_connections(None, 2), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(proxy_connections(Some(u64::MAX), 1), MAX_CONNECTIONS_LIMIT);
+        assert_eq!(router_connections(Some(1024)), (1024 - 64 - 256) / 2);
     }
 
     #[test]
@@ -738,7 +736,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kage-cli-file-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("kage.toml");
-        std::fs::write(&file, crate::config_file::EXAMPLE).unwrap();
+        std::fs::write(&file, crate::app::config_file::EXAMPLE).unwrap();
         let f = file.to_str().unwrap();
         let Command::Proxy(p) = parse(args(&format!("--config {f}"))).unwrap() else {
             panic!("not a proxy command")

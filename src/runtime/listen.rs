@@ -11,7 +11,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::net::{AcceptError, accept_error};
+use crate::runtime::net::{AcceptError, accept_error};
 
 /// How long accepting pauses after an accept error such as EMFILE.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);

@@ -12,12 +12,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::{parse_duration, resolve};
+use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
-use crate::policy::{Route, Sticky};
 use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
 use crate::route::Matcher;
-use crate::route::config::line_of;
+use crate::values::{line_of, parse_duration, resolve};
 
 /// What a `kage.toml` says; `None` where it says nothing.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::compare::{Compare, PathPattern, PathRule, Rules, Tally, Verdict, render_summary};
 use crate::http::{BodyDecoder, HeadStatus, RequestContext, RequestHead, ResponseHead};
 use crate::proxy::{Backend, Config, Exchange, Hooks, KeepAlive, Proxy, Role};
-use crate::server::{Server, ShutdownMode};
+use crate::runtime::server::{Server, ShutdownMode};
 
 /// Requests the demo sends through the proxy.
 pub const DEMO_REQUESTS: usize = 40;
