@@ -41,9 +41,9 @@ pub use config::{
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
-pub use session::{CLIENT_BUFFER, PUMP_BUDGET};
+pub use session::CLIENT_BUFFER;
 pub use stats::{DropReason, Stats};
-pub use upstream::BACKEND_BUFFER;
+pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
 
 use crate::runtime::net::Readiness;
 use crate::runtime::server::Service;

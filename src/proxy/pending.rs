@@ -31,9 +31,8 @@ pub(crate) fn max_inflight(cfg: &Config, backend: &Backend) -> usize {
 }
 use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
 use super::pool::Pools;
-use super::session::PUMP_BUDGET;
 use super::stats::{DropReason, Stats};
-use super::upstream::{State, Step, Upstream};
+use super::upstream::{PUMP_BUDGET, State, Step, Upstream};
 use crate::http::{RequestContext, RequestHead};
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::net::Readiness;

@@ -21,7 +21,7 @@ use super::pending::{Backlog, Pending, end_failed};
 use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
-use super::upstream::{State, Step, Upstream, outcome_of};
+use super::upstream::{PUMP_BUDGET, State, Step, Upstream, outcome_of};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
@@ -32,10 +32,6 @@ use crate::runtime::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
 pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;
-
-/// Most passes of one session pump (one wake-up); past it the session is closed and
-/// logged (a loop that never settles is a bug, not traffic).
-pub const PUMP_BUDGET: usize = 4096;
 
 /// What the client connection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

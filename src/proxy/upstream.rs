@@ -19,6 +19,11 @@ use crate::runtime::net::{self, Failure, Io, Readiness};
 /// master's are spliced to the client from here). At least a maximal head.
 pub const BACKEND_BUFFER: usize = crate::http::limits::MAX_HEAD_LEN;
 
+/// Most passes of one pump of a session or a pending exchange (one
+/// wake-up); past it the session is closed and
+/// logged (a loop that never settles is a bug, not traffic).
+pub const PUMP_BUDGET: usize = 4096;
+
 /// Where a backend stands in the current exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {

@@ -8,19 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Action, Matcher, Rule, Rules, Settings};
+use super::settings::Settings;
+pub use super::settings::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
+};
+use super::{Action, Matcher, Rule, Rules};
 use crate::values::{line_of, parse_duration, resolve};
-
-/// Default `connect_timeout`.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default `inactivity_timeout`.
-pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// Default `peek_timeout`.
-pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default `max_peek`.
-pub const DEFAULT_MAX_PEEK: usize = 16 * 1024;
-/// Largest `max_peek` accepted.
-pub const MAX_MAX_PEEK: usize = 1 << 20;
 
 /// A loaded router configuration.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 
 use super::flow::{Flow, Side};
 use super::pipe::{self, PipePool};
-use super::relay::Settings;
+use super::settings::Settings;
 use super::{Decision, Router};
 use crate::runtime::buffer::{Buffer, BufferPool};
 use crate::runtime::net::{self, Io, Readiness};

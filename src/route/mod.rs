@@ -33,6 +33,7 @@ mod flow;
 mod pipe;
 mod relay;
 mod rules;
+mod settings;
 pub mod sni;
 
 use std::net::SocketAddr;
@@ -40,8 +41,9 @@ use std::net::SocketAddr;
 pub use crate::runtime::listen::LISTEN_BACKLOG;
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
 pub use pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
-pub use relay::{MAX_TIMEOUT, Relay, Settings};
+pub use relay::Relay;
 pub use rules::{Action, Matcher, Rule, Rules, Verdict};
+pub use settings::{MAX_TIMEOUT, Settings};
 
 /// What to do with a connection, given the bytes it has sent so far.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,80 +11,15 @@ use mio::event::Event;
 use slab::Slab;
 
 use super::Router;
-use super::config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
-};
 use super::conn::{Conn, Cx};
 use super::pipe::{self, PipePool};
-use crate::proxy::DEFAULT_MAX_CONNECTIONS;
+use super::settings::Settings;
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::listen::Acceptor;
 use crate::runtime::net::Readiness;
 use crate::runtime::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
 use crate::runtime::sweep::Sweep;
 use crate::runtime::tokens::{Target, Tokens};
-
-/// Longest timeout accepted (deadlines are instants: they must not overflow).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
-
-/// What a [`Relay`] is told: where to listen, its limits and timeouts.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Time to connect to one address of a decision before the next.
-    pub connect_timeout: Duration,
-    /// Time with no byte either way before a spliced connection is closed
-    /// (unless [`Router::on_inactive`] says wait).
-    pub inactivity_timeout: Duration,
-    /// Time without a decision before [`Router::on_give_up`].
-    pub peek_timeout: Duration,
-    /// Bytes buffered without a decision before [`Router::on_give_up`].
-    pub max_peek: usize,
-    /// Client connections at once.
-    pub max_connections: usize,
-}
-
-impl Settings {
-    /// The defaults of `routes.toml`, listening on `listen`.
-    pub fn new(listen: SocketAddr) -> Self {
-        Settings {
-            listen,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
-            peek_timeout: DEFAULT_PEEK_TIMEOUT,
-            max_peek: DEFAULT_MAX_PEEK,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }
-    }
-
-    /// Checks the limits.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_peek == 0 || self.max_peek > MAX_MAX_PEEK {
-            return Err(format!("max_peek must be 1 to {MAX_MAX_PEEK} bytes"));
-        }
-        if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
-        }
-        let timeouts = [
-            ("connect_timeout", self.connect_timeout),
-            ("inactivity_timeout", self.inactivity_timeout),
-            ("peek_timeout", self.peek_timeout),
-        ];
-        for (name, d) in timeouts {
-            if d.is_zero() {
-                return Err(format!("{name} must be more than zero"));
-            }
-            if d > MAX_TIMEOUT {
-                return Err(format!(
-                    "{name} must be at most {} days",
-                    MAX_TIMEOUT.as_secs() / 86_400
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The TCP router: a listener and a slab of routed connections, registered
 /// on the host's [`Registry`] inside the token range the host gives it.
