@@ -338,7 +338,7 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
 /// The example in `kage --help`, also checked by the tests.
 pub const EXAMPLE: &str = r#"listen = "127.0.0.1:8080"          # every key is optional; flags override
 keep_alive = "always"               # or "master-only" (Kage's rule)
-client_timeout = "10s"               # a whole request head, from its first byte
+client_timeout = "10s"              # a whole request head, from its first byte
 keepalive_timeout = "75s"           # idle between two requests
 client_idle_timeout = "60s"         # no progress on a body, or a client not reading
 max_connections = 4096              # default: from the descriptor limit
