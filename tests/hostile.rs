@@ -371,3 +371,34 @@ fn slowhttptest_in_every_mode_leaves_other_clients_served() {
         assert!(s.cpu_seconds < 10.0, "{mode}: kage used {:.1} s of CPU", s.cpu_seconds);
     }
 }
+
+#[test]
+fn a_slow_request_body_is_the_clients_wait_not_the_masters() {
+    // The master waits for the whole body; between two of the client's
+    // bytes more than the backend timeout passes.
+    let master = TestBackend::http(|req| ok_response(&format!("{} bytes", req.body.len())));
+    let shadow = TestBackend::http(|req| ok_response(&format!("{} bytes", req.body.len())));
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr])
+        .shadow_everything()
+        .tweak(|c| {
+            for b in &mut c.backends {
+                b.timeout = ms(200);
+            }
+            c.client_idle_timeout = Duration::from_secs(5);
+        })
+        .start();
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n");
+    for b in b"abcd" {
+        thread::sleep(ms(350));
+        c.send(&[*b]);
+    }
+    let r = c.get();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "4 bytes"));
+    let x = proxy.exchange();
+    assert_eq!(
+        x.outcome("shadow1"),
+        kage::proxy::Outcome::Complete,
+        "the shadow waited for the client too"
+    );
+}

@@ -1122,14 +1122,27 @@ impl Session {
             earliest(t);
         }
         for (b, up) in self.ups.iter().enumerate() {
-            let active = matches!(up.state, State::Connecting | State::Active);
-            // A master held back by a slow client is not the master's fault.
-            let blocked = self.direct == Some(b) && up.inb.as_ref().is_some_and(Buffer::is_full);
-            if active && !blocked && self.phase != Phase::Tunnel {
+            if self.backend_clock_runs(b) {
                 earliest(up.last_io + up.timeout);
             }
         }
         at
+    }
+
+    /// Whether backend `b`'s own timeout runs: it is connecting or owes a
+    /// response, and the client is not what holds it back (a full buffer
+    /// the client is slow to take, or request body bytes the client has not
+    /// sent yet: those are the client's deadlines).
+    fn backend_clock_runs(&self, b: usize) -> bool {
+        let up = &self.ups[b];
+        if !matches!(up.state, State::Connecting | State::Active) || self.phase == Phase::Tunnel {
+            return false;
+        }
+        let direct = self.direct == Some(b);
+        let held_by_reader = direct && up.inb.as_ref().is_some_and(Buffer::is_full);
+        let waiting_for_body =
+            up.state == State::Active && !up.out_complete && up.out_flushed() && (!direct || self.fwd == 0);
+        !held_by_reader && !waiting_for_body
     }
 
     /// When the client will have taken too long, and at what.
@@ -1215,10 +1228,7 @@ impl Session {
     pub(crate) fn on_timeout<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
         let now = cx.now;
         for b in 0..self.ups.len() {
-            let up = &self.ups[b];
-            let active = matches!(up.state, State::Connecting | State::Active);
-            let blocked = self.direct == Some(b) && up.inb.as_ref().is_some_and(Buffer::is_full);
-            if active && !blocked && self.phase != Phase::Tunnel && now >= up.last_io + up.timeout {
+            if self.backend_clock_runs(b) && now >= self.ups[b].last_io + self.ups[b].timeout {
                 self.fail(cx, b, Outcome::Timeout);
             }
         }
