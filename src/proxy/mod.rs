@@ -10,6 +10,7 @@ mod config;
 mod forwarded;
 mod hooks;
 mod pending;
+mod plan;
 mod pool;
 mod reply;
 mod session;

@@ -15,9 +15,10 @@ use log::{debug, info, warn};
 use mio::Registry;
 use mio::net::TcpStream;
 
-use super::config::{Config, KeepAlive, Role};
+use super::config::{Config, KeepAlive};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
 use super::pending::{Backlog, Pending, end_failed};
+use super::plan;
 use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
@@ -395,15 +396,8 @@ impl Session {
         let master = cx.cfg.master();
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
         let tunnel = self.req.upgrade() || self.req.method() == Method::Connect;
-        let mut selection = cx.hooks.select_backends(&request, backends);
-        selection = selection
-            .iter()
-            .filter(|&i| i < backends.len())
-            .fold(Selection::none(), Selection::with);
-        if selection.is_empty() || tunnel {
-            // Upgrades and tunnels are the master's alone.
-            selection = Selection::only(master);
-        }
+        let picked = cx.hooks.select_backends(&request, backends);
+        let mut selection = plan::selection(picked, backends.len(), master, tunnel);
         self.direct = selection.contains(master).then_some(master);
         // Shadows at their in-flight cap are dropped before anything is
         // sent, never queued in front of the client; a request that loses
@@ -428,7 +422,6 @@ impl Session {
         self.client_done = false;
         let multi = selection.len() > 1;
         let capture = multi || self.direct.is_none();
-        let always = cx.cfg.keep_alive == KeepAlive::Always;
         let retryable = self.retryable();
         // Set before dispatching: a backend failing at once may answer the
         // client (and move to Closing) right away.
@@ -445,41 +438,8 @@ impl Session {
                 up.finish(Outcome::Dropped, cx.now);
                 continue;
             }
-            let connection = if direct && !multi && self.req.upgrade() {
-                Connection::Upgrade
-            } else if always || (direct && !multi) {
-                Connection::KeepAlive
-            } else {
-                Connection::Close
-            };
-            let mut rw = HeadRewrite::new(connection);
-            for name in &backend.remove_headers {
-                let _ = rw.remove(name);
-            }
-            for (name, value) in &backend.set_headers {
-                let _ = rw.set(name, value);
-            }
-            if cx.cfg.forward_client_ip {
-                super::forwarded::add(&request, &mut rw);
-            }
-            if let Some(host) = &backend.host {
-                let _ = rw.set("host", host);
-            }
-            if let Some((from, to)) = &backend.path_prefix {
-                let target = request.target();
-                if let Some(rest) = target.strip_prefix(from.as_bytes()) {
-                    let _ = rw.set_target([to.as_bytes(), rest].concat());
-                }
-            }
-            if !direct && backend.role == Role::Shadow {
-                if let Some(marker) = &backend.marker {
-                    let _ = rw.set(marker, self.exchange_id.to_string());
-                }
-            }
-            if !direct {
-                // Copies carry the whole body; nobody will answer 100 to them.
-                let _ = rw.remove("expect");
-            }
+            let connection = plan::backend_connection(direct, multi, self.req.upgrade(), cx.cfg.keep_alive);
+            let mut rw = plan::backend_rewrite(cx.cfg, backend, &request, connection, direct, self.exchange_id);
             cx.hooks.munge_request(backend, &request, &mut rw);
             let up = &mut self.ups[b];
             if up.sock.is_some() && !up.reusable {
@@ -721,19 +681,16 @@ impl Session {
                 up.capture_head(len);
                 let framing = up.head.framing();
                 up.body = BodyDecoder::new(framing);
-                let keep = self.req.keep_alive()
-                    && up.head.keep_alive()
-                    && (self.selection.len() == 1 || cx.cfg.keep_alive == KeepAlive::Always)
-                    && self.req_body.is_done()
-                    && !self.client_eof
-                    && !cx.draining;
+                let keep = plan::KeepAnswer {
+                    client_asked: self.req.keep_alive(),
+                    master_allows: up.head.keep_alive(),
+                    shadowed: self.selection.len() > 1,
+                    body_done: self.req_body.is_done(),
+                    ending: self.client_eof || cx.draining,
+                }
+                .keep(cx.cfg.keep_alive);
                 self.client_keep_alive = keep;
-                let connection = match framing {
-                    Framing::Tunnel if up.head.status() == 101 => Connection::Upgrade,
-                    Framing::Tunnel => Connection::Omit,
-                    _ if keep => Connection::KeepAlive,
-                    _ => Connection::Close,
-                };
+                let connection = plan::client_connection(framing, up.head.status(), keep);
                 if let Some(inb) = up.inb.as_ref() {
                     let rw = HeadRewrite::new(connection);
                     queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
