@@ -23,7 +23,7 @@ use log::warn;
 use mio::{Interest, Registry};
 use slab::Slab;
 
-use super::config::{Backend, Config, Role};
+use super::config::{Backend, Config};
 
 /// Most requests in flight to `backend`: its own cap or the configuration's.
 pub(crate) fn max_inflight(cfg: &Config, backend: &Backend) -> usize {
@@ -32,7 +32,7 @@ pub(crate) fn max_inflight(cfg: &Config, backend: &Backend) -> usize {
 use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
 use super::pool::Pools;
 use super::stats::{DropReason, Stats};
-use super::upstream::{PUMP_BUDGET, State, Step, Upstream};
+use super::upstream::{PUMP_BUDGET, Settled, State, Upstream};
 use crate::http::{RequestContext, RequestHead};
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::net::Readiness;
@@ -74,24 +74,9 @@ impl Pending {
             let mut progress = false;
             for up in &mut self.ups {
                 let b = up.report.backend;
-                let backend = &cfg.backends[b];
-                match up.drive_captured(ctx, pool, now) {
-                    Step::Idle => continue,
-                    Step::Progress => {}
-                    Step::Complete => up.complete(registry, now),
-                    Step::Failed(outcome) => end_failed(up, registry, backend, &request, outcome, now),
-                    Step::Invalid(e) => {
-                        warn!("{}: invalid response from {}: {}", self.peer, backend.name, e.reason());
-                        end_failed(up, registry, backend, &request, Outcome::Invalid, now);
-                    }
-                    Step::Stale => {
-                        if let Err(f) = up.retry_fresh(backend.addr, registry, tokens.pending(slot, b), now) {
-                            let outcome = super::upstream::outcome_of(f);
-                            end_failed(up, registry, backend, &request, outcome, now);
-                        }
-                    }
-                }
-                progress = true;
+                let step = up.drive_captured(ctx, pool, now);
+                let token = tokens.pending(slot, b);
+                progress |= up.settle(step, registry, &cfg.backends[b], &request, token, now) != Settled::Idle;
             }
             if !progress {
                 return;
@@ -102,8 +87,7 @@ impl Pending {
             self.peer, self.id
         );
         for up in &mut self.ups {
-            end_failed(
-                up,
+            up.fail(
                 registry,
                 &cfg.backends[up.report.backend],
                 &request,
@@ -130,8 +114,13 @@ impl Pending {
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
         for up in &mut self.ups {
             if matches!(up.state, State::Connecting | State::Active) && now >= up.last_io + up.timeout {
-                let backend = &cfg.backends[up.report.backend];
-                end_failed(up, registry, backend, &request, Outcome::Timeout, now);
+                up.fail(
+                    registry,
+                    &cfg.backends[up.report.backend],
+                    &request,
+                    Outcome::Timeout,
+                    now,
+                );
             }
         }
     }
@@ -177,36 +166,6 @@ impl Pending {
             }
         }
     }
-}
-
-/// Logs a backend's failure and ends its part of the exchange.
-pub(crate) fn end_failed(
-    up: &mut Upstream,
-    registry: &Registry,
-    backend: &Backend,
-    request: &Request<'_>,
-    outcome: Outcome,
-    now: Instant,
-) {
-    if matches!(up.state, State::Done | State::Idle) {
-        return;
-    }
-    let line = format!(
-        "{}: {} {} {} {}: {}",
-        request.peer(),
-        backend.role.as_str(),
-        backend.name,
-        String::from_utf8_lossy(request.method_bytes()),
-        String::from_utf8_lossy(request.target()),
-        outcome.as_str()
-    );
-    if backend.role == Role::Master {
-        warn!("{line}")
-    } else {
-        log::info!("{line}")
-    }
-    up.finish(outcome, now);
-    up.close(registry);
 }
 
 /// Every pending exchange, their deadlines, and the shadows dropped for

@@ -17,12 +17,12 @@ use mio::net::TcpStream;
 
 use super::config::{Config, KeepAlive};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
-use super::pending::{Backlog, Pending, end_failed};
+use super::pending::{Backlog, Pending};
 use super::plan;
 use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
-use super::upstream::{PUMP_BUDGET, State, Step, Upstream, outcome_of};
+use super::upstream::{PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
@@ -717,8 +717,7 @@ impl Session {
             up.splice += n;
             progress |= n > 0;
             if up.body.is_done() {
-                self.complete(cx, b);
-                return true;
+                return self.on_step(cx, b, Step::Complete);
             }
             return progress;
         }
@@ -726,27 +725,13 @@ impl Session {
 
     /// Acts on where driving backend `b` came to; true when something moved.
     fn on_step<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, step: Step) -> bool {
-        match step {
-            Step::Idle => return false,
-            Step::Progress => {}
-            Step::Complete => self.complete(cx, b),
-            Step::Failed(outcome) => self.fail(cx, b, outcome),
-            Step::Invalid(e) => {
-                let name = &cx.cfg.backends[b].name;
-                warn!("{}: invalid response from {name}: {}", self.peer, e.reason());
-                self.fail(cx, b, Outcome::Invalid);
-            }
-            Step::Stale => {
-                debug!(
-                    "{}: reused connection to {} was stale; retrying once",
-                    self.peer, cx.cfg.backends[b].name
-                );
-                let addr = cx.cfg.backends[b].addr;
-                let token = cx.tokens.backend(cx.slot, b);
-                if let Err(f) = self.ups[b].retry_fresh(addr, cx.registry, token, cx.now) {
-                    self.fail(cx, b, outcome_of(f));
-                }
-            }
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        let token = cx.tokens.backend(cx.slot, b);
+        match self.ups[b].settle(step, cx.registry, &cx.cfg.backends[b], &request, token, cx.now) {
+            Settled::Idle => return false,
+            Settled::Progress => {}
+            Settled::Completed => self.completed(b),
+            Settled::Failed(outcome) => self.failed(cx, b, outcome),
         }
         true
     }
@@ -756,9 +741,10 @@ impl Session {
         self.req.method().is_idempotent() && self.req.framing() == Framing::Empty
     }
 
-    fn complete<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) {
-        let up = &mut self.ups[b];
-        up.complete(cx.registry, cx.now);
+    /// Backend `b` has its whole response: without the master, the first
+    /// complete answer goes to the client (Geest's rule).
+    fn completed(&mut self, b: usize) {
+        let up = &self.ups[b];
         if self.direct.is_none() && self.primary.is_none() && self.client.is_some() && !up.report.truncated {
             self.primary = Some(b);
             if let Some(head) = up.report.response.as_ref() {
@@ -781,14 +767,13 @@ impl Session {
             return;
         }
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
-        end_failed(
-            &mut self.ups[b],
-            cx.registry,
-            &cx.cfg.backends[b],
-            &request,
-            outcome,
-            cx.now,
-        );
+        self.ups[b].fail(cx.registry, &cx.cfg.backends[b], &request, outcome, cx.now);
+        self.failed(cx, b, outcome);
+    }
+
+    /// Backend `b` failed with `outcome` (already logged and closed): what
+    /// the client gets instead.
+    fn failed<H>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
         let head_forwarded = self.ups[b].head_forwarded;
         if self.direct == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {

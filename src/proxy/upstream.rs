@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::hooks::{BackendReport, Outcome};
+use log::{debug, info, warn};
+
+use super::config::{Backend, Role};
+use super::hooks::{BackendReport, Outcome, Request};
 use super::pool::Pools;
 use super::stats::Stats;
 use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
@@ -423,6 +426,90 @@ impl Upstream {
         self.connect(addr, registry, token, None)
     }
 
+    /// Logs a failure (the master's as a warning, a shadow's at info) and
+    /// ends this backend's part of the exchange with `outcome`.
+    pub(crate) fn fail(
+        &mut self,
+        registry: &Registry,
+        backend: &Backend,
+        request: &Request<'_>,
+        outcome: Outcome,
+        now: Instant,
+    ) {
+        if matches!(self.state, State::Done | State::Idle) {
+            return;
+        }
+        let line = format!(
+            "{}: {} {} {} {}: {}",
+            request.peer(),
+            backend.role.as_str(),
+            backend.name,
+            String::from_utf8_lossy(request.method_bytes()),
+            String::from_utf8_lossy(request.target()),
+            outcome.as_str()
+        );
+        if backend.role == Role::Master {
+            warn!("{line}")
+        } else {
+            info!("{line}")
+        }
+        self.finish(outcome, now);
+        self.close(registry);
+    }
+
+    /// Acts on where driving came to, for sessions and the backlog alike:
+    /// a complete response ends the exchange (the connection kept when it
+    /// may carry another), a failure or an invalid response is logged and
+    /// ends it, a stale reused connection is retried once on a fresh one
+    /// (registered on `token`). Says what the caller may still have to do.
+    pub(crate) fn settle(
+        &mut self,
+        step: Step,
+        registry: &Registry,
+        backend: &Backend,
+        request: &Request<'_>,
+        token: Token,
+        now: Instant,
+    ) -> Settled {
+        match step {
+            Step::Idle => Settled::Idle,
+            Step::Progress => Settled::Progress,
+            Step::Complete => {
+                self.complete(registry, now);
+                Settled::Completed
+            }
+            Step::Failed(outcome) => {
+                self.fail(registry, backend, request, outcome, now);
+                Settled::Failed(outcome)
+            }
+            Step::Invalid(e) => {
+                warn!(
+                    "{}: invalid response from {}: {}",
+                    request.peer(),
+                    backend.name,
+                    e.reason()
+                );
+                self.fail(registry, backend, request, Outcome::Invalid, now);
+                Settled::Failed(Outcome::Invalid)
+            }
+            Step::Stale => {
+                debug!(
+                    "{}: reused connection to {} was stale; retrying once",
+                    request.peer(),
+                    backend.name
+                );
+                match self.retry_fresh(backend.addr, registry, token, now) {
+                    Ok(()) => Settled::Progress,
+                    Err(f) => {
+                        let outcome = outcome_of(f);
+                        self.fail(registry, backend, request, outcome, now);
+                        Settled::Failed(outcome)
+                    }
+                }
+            }
+        }
+    }
+
     /// Ends the exchange with a complete response; the connection stays
     /// only when it may carry another request.
     pub(crate) fn complete(&mut self, registry: &Registry, now: Instant) {
@@ -484,6 +571,19 @@ impl Upstream {
         self.reusable = false;
         self.reused = false;
     }
+}
+
+/// What [`Upstream::settle`] left for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Nothing moved.
+    Idle,
+    /// Bytes moved (or a retry started); the exchange goes on.
+    Progress,
+    /// The response is complete.
+    Completed,
+    /// The backend's part ended with this outcome (logged).
+    Failed(Outcome),
 }
 
 /// Where driving a captured backend came to.
