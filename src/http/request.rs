@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use super::error::{Error, ErrorKind, fail};
 use super::fields::is_valid_host;
 use super::head::{self, Field, Fields, Framing, HeadStatus, Kind, Span, Version};
-use super::limits::{MAX_HEADERS, MAX_REQUEST_FIELDS, MAX_REQUEST_LINE_LEN, MAX_TARGET_LEN};
+use super::limits::{MAX_HEAD_LEN, MAX_HEADERS, MAX_REQUEST_FIELDS, MAX_REQUEST_LINE_LEN, MAX_TARGET_LEN};
 use super::scan::{HeadScanner, Scan};
 
 /// The request method, with the ones framing and policy care about named.
@@ -149,6 +149,25 @@ impl RequestHead {
             return Ok(HeadStatus::Complete(self.len));
         }
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        // The usual case: the whole head came in the first read. httparse
+        // finds its end itself, and the scanner is skipped when that end is
+        // one it would have found: no leading empty line, CRLF CRLF, within
+        // MAX_HEAD_LEN. Then the first LF CRLF of `buf` is that end (an
+        // earlier one would be an earlier empty line, which httparse would
+        // have ended the head at), the scanner would have returned it at once
+        // and the same checks follow, so the verdict is the same. Anything
+        // else (partial, an error, another ending) takes the scanner's path,
+        // which tries again only on new bytes.
+        if self.scanner.is_fresh() && !matches!(buf.first(), None | Some(b'\r' | b'\n')) {
+            let mut req = httparse::Request::new(&mut []);
+            if let Ok(httparse::Status::Complete(n)) =
+                httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut headers)
+                && n <= MAX_HEAD_LEN
+                && buf[..n].ends_with(b"\r\n\r\n")
+            {
+                return self.finish(buf, &req, n);
+            }
+        }
         let (start, end) = match self.scanner.scan(buf, true)? {
             Scan::Partial => return Ok(HeadStatus::Partial),
             Scan::Complete { start, end } => (start, end),
