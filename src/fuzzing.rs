@@ -5,7 +5,7 @@
 //! parser merely rejects. Input layout: the first byte(s) choose the split
 //! points (and for responses the request method); the rest is the stream.
 
-use crate::http::limits::{MAX_HEAD_LEN, MAX_HEADERS};
+use crate::http::limits::{MAX_HEAD_LEN, MAX_HEADERS, MAX_REQUEST_FIELDS};
 use crate::http::{
     BodyDecoder, ChunkedDecoder, Connection, ErrorKind, Framing, HeadRewrite, HeadStatus, Method, RequestContext,
     RequestHead, ResponseHead, write_request, write_response,
@@ -211,18 +211,23 @@ pub fn context(selector: u8) -> RequestContext {
 
 /// Fuzz target `request_stream`: `[split seed] stream...`.
 ///
-/// Checks that every complete head, rewritten for the next hop, parses again
-/// to the same method, path, host and framing, and that a rejected request
-/// leaves the messages before it intact.
+/// Checks that every complete head, rewritten for the next hop, has at most
+/// [`MAX_HEADERS`] fields, parses again to the same method, path, host and
+/// framing, carries its framing in at most one canonical field, and that a
+/// rejected request leaves the messages before it intact.
 pub fn request_stream(data: &[u8]) {
     let Some((&seed, input)) = data.split_first() else {
         return;
     };
     let out = read_requests(input, splits(seed));
     for msg in &out.messages {
+        assert!(
+            field_lines(&msg.head) <= MAX_HEADERS,
+            "rewritten request head has more than MAX_HEADERS fields"
+        );
         let mut again = RequestHead::new();
         let parsed = again.parse(&msg.head);
-        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head) {
+        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head, MAX_REQUEST_FIELDS) {
             continue;
         }
         assert_eq!(
@@ -231,22 +236,50 @@ pub fn request_stream(data: &[u8]) {
             "rewritten request head does not parse"
         );
         assert_eq!(again.framing(), msg.framing, "rewrite changed the framing");
+        assert_canonical_framing(&again, &msg.head);
         let mut twice = Vec::new();
         write_request(&again, &msg.head, &HeadRewrite::new(Connection::KeepAlive), &mut twice);
         assert_eq!(twice, msg.head, "rewriting is not idempotent");
     }
 }
 
+/// Field lines in a head the rewrite wrote (every line but the start line
+/// and the empty one).
+fn field_lines(head: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', head).count().saturating_sub(2)
+}
+
 /// The rewrite adds a Connection field (and Host for an absolute-form
-/// target), so a head at the field-count or size limit may be over it once
-/// rewritten. That and only that may fail to parse again.
-fn reparse_is_over_limit(parsed: Result<HeadStatus, ErrorKind>, head: &[u8]) -> bool {
-    let fields = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
+/// target), so a head at the field-count (`max_fields`) or size limit may be
+/// over it once rewritten. That and only that may fail to parse again.
+fn reparse_is_over_limit(parsed: Result<HeadStatus, ErrorKind>, head: &[u8], max_fields: usize) -> bool {
     match parsed {
-        Err(ErrorKind::TooManyHeaders) => fields > MAX_HEADERS,
+        Err(ErrorKind::TooManyHeaders) => field_lines(head) > max_fields,
         Err(ErrorKind::HeadTooLarge) => head.len() > MAX_HEAD_LEN,
         _ => false,
     }
+}
+
+/// A forwarded request has at most one Content-Length or Transfer-Encoding
+/// field, and it is `chunked` or a decimal length without leading zeros.
+fn assert_canonical_framing(head: &RequestHead, buf: &[u8]) {
+    let mut framing_fields = 0;
+    for f in head.fields() {
+        let (name, value) = (f.name.get(buf), f.value.get(buf));
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            assert_eq!(value, b"chunked", "forwarded Transfer-Encoding is not canonical");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let canonical = !value.is_empty() && (value == b"0" || value.first() != Some(&b'0'));
+            assert!(canonical, "forwarded Content-Length has leading zeros");
+        } else {
+            continue;
+        }
+        framing_fields += 1;
+    }
+    assert!(
+        framing_fields <= 1,
+        "forwarded request has {framing_fields} framing fields"
+    );
 }
 
 /// Fuzz target `response_stream`: `[method selector] [split seed] stream...`.
@@ -257,7 +290,7 @@ pub fn response_stream(data: &[u8]) {
     for msg in &out.messages {
         let mut again = ResponseHead::new();
         let parsed = again.parse(&msg.head, ctx);
-        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head) {
+        if reparse_is_over_limit(parsed.map_err(|e| e.kind()), &msg.head, MAX_HEADERS) {
             continue;
         }
         assert_eq!(

@@ -127,8 +127,100 @@ fn rewritten_heads() {
         head_of("hop_by_hop", false, 0),
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
     );
+    // One canonical framing field, in place of the first, name as spelled.
+    for (name, framing) in [
+        ("te_leading_comma", "Transfer-Encoding: chunked\r\nX-After: 1"),
+        ("te_trailing_comma", "Transfer-Encoding: chunked"),
+        ("te_space_comma", "Transfer-Encoding: chunked"),
+        ("te_case_and_empty_items", "transfer-encoding: chunked"),
+        ("post_chunked", "Transfer-Encoding: chunked"),
+        ("cl_octal_looking", "Content-Length: 10"),
+        ("cl_leading_zeros_003", "Content-Length: 3"),
+        ("post_length_leading_zeros", "Content-Length: 7"),
+        ("cl_double_zero", "Content-Length: 0"),
+        ("post_length_zero", "Content-Length: 0"),
+        ("post_length", "Content-Length: 5"),
+        ("post_length_repeated_same", "Content-Length: 3"),
+        ("cl_repeated_zeros_between", "content-length: 3\r\nX-Between: 1"),
+    ] {
+        let case = REQUESTS.iter().find(|c| c.name == name).expect("case");
+        let method_target = case.wire.split(|&b| b == b' ').take(2).collect::<Vec<_>>().join(&b' ');
+        let want = format!(
+            "{} HTTP/1.1\r\nHost: a\r\n{framing}\r\nConnection: keep-alive\r\n\r\n",
+            String::from_utf8_lossy(&method_target)
+        );
+        assert_eq!(head_of(name, true, 0), want, "{name}: framing on the wire");
+    }
+    assert_eq!(
+        head_of("cl_double_zero", true, 1),
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+    );
     assert_eq!(
         head_of("leading_empty_lines", true, 0),
         "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
     );
+}
+
+/// A request with `fields` header fields (Host, if any, counted), whole.
+fn with_fields(start_line: &str, host: bool, fields: usize) -> &'static [u8] {
+    let mut wire = format!("{start_line}\r\n");
+    if host {
+        wire.push_str("Host: a\r\n");
+    }
+    for i in usize::from(host)..fields {
+        wire.push_str(&format!("X-F{i}: v\r\n"));
+    }
+    wire.push_str("\r\n");
+    Box::leak(wire.into_bytes().into_boxed_slice())
+}
+
+/// Field lines of a head as written for the next hop.
+fn field_lines(head: &[u8]) -> usize {
+    head.iter().filter(|&&b| b == b'\n').count() - 2
+}
+
+/// The field-count limit, exactly at and one past it, split at every byte:
+/// what the proxy accepts is forwarded with at most MAX_HEADERS fields.
+#[test]
+fn field_count_boundary() {
+    use kage::http::ErrorKind;
+    use kage::http::limits::{MAX_HEADERS, MAX_REQUEST_FIELDS};
+    let case = |name, wire| Case {
+        name,
+        wire,
+        ctx: 0,
+        want: Want::Ok(&[], End::Clean),
+    };
+    // At the limit: accepted, forwarded with the Connection field added.
+    let at = case("at_limit", with_fields("GET / HTTP/1.1", true, MAX_REQUEST_FIELDS));
+    let got = outcome(&at, true);
+    assert_eq!(got.end, End::Clean);
+    assert_eq!(got.messages.len(), 1);
+    assert_eq!(field_lines(&got.messages[0].head), MAX_REQUEST_FIELDS + 1);
+    assert!(
+        got.messages[0]
+            .head
+            .ends_with(b"X-F97: v\r\nConnection: keep-alive\r\n\r\n")
+    );
+    // HTTP/1.0, absolute form, no Host: the rewrite adds Host and Connection.
+    let abs = case(
+        "at_limit_absolute",
+        with_fields("GET http://h.example/p HTTP/1.0", false, MAX_REQUEST_FIELDS),
+    );
+    let got = outcome(&abs, true);
+    assert_eq!(got.end, End::Closed);
+    assert_eq!(field_lines(&got.messages[0].head), MAX_HEADERS);
+    assert!(
+        got.messages[0]
+            .head
+            .starts_with(b"GET /p HTTP/1.0\r\nHost: h.example\r\nX-F0: v\r\n")
+    );
+    // One past it, and at the parser's own array size: 431, nothing forwarded.
+    for fields in [MAX_REQUEST_FIELDS + 1, MAX_HEADERS, MAX_HEADERS + 1] {
+        let over = case("over_limit", with_fields("GET / HTTP/1.1", true, fields));
+        let got = outcome(&over, true);
+        assert!(got.messages.is_empty(), "{fields} fields");
+        assert_eq!(got.end, End::Error(ErrorKind::TooManyHeaders), "{fields} fields");
+        assert_eq!(Error::new(ErrorKind::TooManyHeaders).status(), 431);
+    }
 }

@@ -18,7 +18,8 @@ pub struct Error {
 pub enum ErrorKind {
     /// The head is larger than [`MAX_HEAD_LEN`](super::limits::MAX_HEAD_LEN).
     HeadTooLarge,
-    /// More header fields than [`MAX_HEADERS`](super::limits::MAX_HEADERS).
+    /// More header fields than [`MAX_HEADERS`](super::limits::MAX_HEADERS)
+    /// (in a request: than [`MAX_REQUEST_FIELDS`](super::limits::MAX_REQUEST_FIELDS)).
     TooManyHeaders,
     /// The request target is longer than [`MAX_TARGET_LEN`](super::limits::MAX_TARGET_LEN).
     TargetTooLong,
@@ -40,7 +41,9 @@ pub enum ErrorKind {
     InvalidHeaderValue,
     /// The method is not a token.
     InvalidMethod,
-    /// The request target is not in a form the method allows.
+    /// The request target is not in a form the method allows, or has a byte
+    /// outside visible ASCII (RFC 9112 §3.2: raw bytes of 0x80 and above,
+    /// controls, DEL; httparse rejects the last two itself).
     InvalidTarget,
     /// The request line is malformed.
     InvalidRequestLine,
@@ -62,12 +65,19 @@ pub enum ErrorKind {
     ConflictingContentLength,
     /// Transfer-Encoding in an HTTP/1.0 message.
     TransferEncodingInHttp10,
-    /// The final transfer coding of a request is not chunked.
+    /// The final transfer coding of a request is not chunked. (A request
+    /// listing any coding but chunked is now refused first, with
+    /// [`UnsupportedTransferCoding`](Self::UnsupportedTransferCoding).)
     ChunkedNotLast,
     /// `chunked` is applied more than once.
     ChunkedTwice,
     /// A transfer coding this proxy does not know.
     UnknownTransferCoding,
+    /// A request with a known transfer coding other than chunked (gzip,
+    /// deflate, compress), in one Transfer-Encoding field or several: origins
+    /// disagree on such lists (some read only the first field), so only
+    /// `chunked` is forwarded, as nginx does (501). Responses may carry them.
+    UnsupportedTransferCoding,
     /// A Transfer-Encoding field with a malformed list.
     InvalidTransferEncoding,
     /// A chunk size that is not hex, is missing, or overflows.
@@ -107,7 +117,7 @@ impl Error {
             HeadTooLarge | TooManyHeaders => 431,
             TargetTooLong => 414,
             UnsupportedVersion => 505,
-            UnknownTransferCoding => 501,
+            UnknownTransferCoding | UnsupportedTransferCoding => 501,
             _ => 400,
         }
     }
@@ -142,6 +152,7 @@ impl Error {
             ChunkedNotLast => "final transfer coding is not chunked",
             ChunkedTwice => "chunked applied more than once",
             UnknownTransferCoding => "unknown transfer coding",
+            UnsupportedTransferCoding => "request transfer coding other than chunked",
             InvalidTransferEncoding => "malformed Transfer-Encoding",
             InvalidChunkSize => "invalid chunk size",
             ChunkLineTooLong => "chunk-size line too long",

@@ -70,6 +70,28 @@ pub(crate) fn is_field_vchar(b: u8) -> bool {
     b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
 }
 
+/// `s` equals `lower` ignoring ASCII case, where `lower` holds only lower-case
+/// letters, digits and `-`, and `s` has no control byte (a field name, which
+/// httparse checked is a token, or a field value, which has no CR, LF or
+/// other control).
+///
+/// Setting bit 5 of every byte folds case: under that precondition only an
+/// upper-case letter and itself map to a lower-case letter, only `-` to `-`
+/// (the other candidate, CR, cannot occur) and only a digit to itself (the
+/// others are controls). The length is part of the type, so the comparison
+/// is a few wide loads rather than a loop.
+#[inline(always)]
+pub(crate) fn eq_lower<const N: usize>(s: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(s) = <&[u8; N]>::try_from(s) else {
+        return false;
+    };
+    let mut diff = 0u8;
+    for (a, b) in s.iter().zip(lower) {
+        diff |= (a | 0x20) ^ b;
+    }
+    diff == 0
+}
+
 /// `s` without OWS at either end.
 pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
@@ -110,6 +132,9 @@ pub(crate) struct Codings {
     pub(crate) chunked: bool,
     /// The last coding listed so far is `chunked`.
     pub(crate) chunked_last: bool,
+    /// A known coding other than `chunked` was listed (allowed in responses
+    /// only).
+    pub(crate) other: bool,
 }
 
 impl Codings {
@@ -132,6 +157,7 @@ impl Codings {
                 return fail(ErrorKind::InvalidTransferEncoding);
             } else if is_known_coding(coding) {
                 self.chunked_last = false;
+                self.other = true;
             } else {
                 return fail(ErrorKind::UnknownTransferCoding);
             }
@@ -196,11 +222,11 @@ impl ConnectionOptions {
     /// Adds the options of one Connection field.
     pub(crate) fn add(&mut self, value: &[u8]) {
         // The usual single option, without splitting.
-        if value.eq_ignore_ascii_case(b"keep-alive") {
+        if eq_lower(value, b"keep-alive") {
             self.keep_alive = true;
             return;
         }
-        if value.eq_ignore_ascii_case(b"close") {
+        if eq_lower(value, b"close") {
             self.close = true;
             return;
         }
@@ -306,6 +332,22 @@ mod tests {
                 upgrade: true
             }
         );
+    }
+
+    #[test]
+    fn lower_case_names() {
+        assert!(eq_lower(b"Content-Length", b"content-length"));
+        assert!(eq_lower(b"HOST", b"host"));
+        assert!(eq_lower(b"100-Continue", b"100-continue"));
+        assert!(!eq_lower(b"hosts", b"host"));
+        assert!(!eq_lower(b"hos", b"host"));
+        // Every token byte that is not a letter, a digit or '-' differs.
+        for b in 0..=255u8 {
+            let folds = is_tchar(b) && eq_lower(&[b], b"a");
+            assert_eq!(folds, b == b'a' || b == b'A', "{b:#x}");
+            let dash = is_tchar(b) && eq_lower(&[b], b"-");
+            assert_eq!(dash, b == b'-', "{b:#x}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::error::{Error, ErrorKind, fail};
-use super::fields::{Codings, ConnectionOptions, is_ows, is_tchar, parse_content_length};
+use super::fields::{Codings, ConnectionOptions, eq_lower, is_ows, is_tchar, parse_content_length};
 
 /// A byte range of the buffer a head was parsed from.
 ///
@@ -169,24 +169,25 @@ impl Fields {
             if name.len() >= 32 || INTERESTING_LENGTHS & (1 << name.len()) == 0 {
                 continue;
             }
+            // httparse checked that names are tokens: `eq_lower` applies.
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
+                4 if eq_lower(name, b"host") => {
                     self.host_count += 1;
                     self.host = Some(value_span);
                 }
-                6 if name.eq_ignore_ascii_case(b"expect") => {
+                6 if eq_lower(name, b"expect") => {
                     self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
                 }
-                7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
-                10 if name.eq_ignore_ascii_case(b"connection") => self.connection.add(value),
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                7 if eq_lower(name, b"upgrade") => self.upgrade = true,
+                10 if eq_lower(name, b"connection") => self.connection.add(value),
+                14 if eq_lower(name, b"content-length") => {
                     let n = parse_content_length(value)?;
                     if self.content_length.is_some_and(|old| old != n) {
                         return fail(ErrorKind::ConflictingContentLength);
                     }
                     self.content_length = Some(n);
                 }
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.codings.add(value)?,
+                17 if eq_lower(name, b"transfer-encoding") => self.codings.add(value)?,
                 _ => {}
             }
         }

@@ -6,8 +6,21 @@
 /// Largest request or response head, start line to the empty line included (431).
 pub const MAX_HEAD_LEN: usize = 64 * 1024;
 
-/// Most header fields in one head (431).
+/// Most header fields in one head (431), and so the most a forwarded head
+/// may carry: the next hop may hold the same limit (Apache's
+/// `LimitRequestFields` is 100 by default).
 pub const MAX_HEADERS: usize = 100;
+
+/// Fields the request rewrite ([`write_request`](super::write_request)) may
+/// add on its own: `Connection`, and `Host` for an absolute-form target of a
+/// request that had none (HTTP/1.0).
+pub const REWRITE_ADDED_FIELDS: usize = 2;
+
+/// Most header fields in one request (431 past it): room is left for the
+/// fields the rewrite adds, so a request the proxy accepts is forwarded with
+/// at most [`MAX_HEADERS`] fields (before any field a [`HeadRewrite`](super::HeadRewrite)
+/// adds). Responses may carry [`MAX_HEADERS`].
+pub const MAX_REQUEST_FIELDS: usize = MAX_HEADERS - REWRITE_ADDED_FIELDS;
 
 /// Longest request target (414).
 pub const MAX_TARGET_LEN: usize = 8 * 1024;

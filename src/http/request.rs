@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 use super::error::{Error, ErrorKind, fail};
 use super::fields::is_valid_host;
 use super::head::{self, Field, Fields, Framing, HeadStatus, Kind, Span, Version};
-use super::limits::{MAX_HEADERS, MAX_REQUEST_LINE_LEN, MAX_TARGET_LEN};
+use super::limits::{MAX_HEAD_LEN, MAX_HEADERS, MAX_REQUEST_FIELDS, MAX_REQUEST_LINE_LEN, MAX_TARGET_LEN};
 use super::scan::{HeadScanner, Scan};
 
 /// The request method, with the ones framing and policy care about named.
@@ -148,12 +148,31 @@ impl RequestHead {
         if self.len != 0 {
             return Ok(HeadStatus::Complete(self.len));
         }
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        // The usual case: the whole head came in the first read. httparse
+        // finds its end itself, and the scanner is skipped when that end is
+        // one it would have found: no leading empty line, CRLF CRLF, within
+        // MAX_HEAD_LEN. Then the first LF CRLF of `buf` is that end (an
+        // earlier one would be an earlier empty line, which httparse would
+        // have ended the head at), the scanner would have returned it at once
+        // and the same checks follow, so the verdict is the same. Anything
+        // else (partial, an error, another ending) takes the scanner's path,
+        // which tries again only on new bytes.
+        if self.scanner.is_fresh() && !matches!(buf.first(), None | Some(b'\r' | b'\n')) {
+            let mut req = httparse::Request::new(&mut []);
+            if let Ok(httparse::Status::Complete(n)) =
+                httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut headers)
+                && n <= MAX_HEAD_LEN
+                && buf[..n].ends_with(b"\r\n\r\n")
+            {
+                return self.finish(buf, &req, n);
+            }
+        }
         let (start, end) = match self.scanner.scan(buf, true)? {
             Scan::Partial => return Ok(HeadStatus::Partial),
             Scan::Complete { start, end } => (start, end),
         };
         let head = &buf[start..end];
-        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, head, &mut headers) {
             Ok(httparse::Status::Complete(n)) if n == head.len() => {}
@@ -163,12 +182,22 @@ impl RequestHead {
             Err(_) if request_line_too_long(head) => return fail(ErrorKind::TargetTooLong),
             Err(e) => return fail(head::classify(e, head, Kind::Request)),
         }
+        self.finish(buf, &req, end)
+    }
+
+    /// Validates a head httparse parsed completely; `end` is where it ends in
+    /// `buf`.
+    fn finish(&mut self, buf: &[u8], req: &httparse::Request<'_, '_>, end: usize) -> Result<HeadStatus, Error> {
         let (Some(method), Some(target)) = (req.method, req.path) else {
             return fail(ErrorKind::InvalidRequestLine);
         };
         // method SP target SP HTTP/1.x CR: the scanner's measure of the line.
         if method.len() + target.len() + 11 > MAX_REQUEST_LINE_LEN {
             return fail(ErrorKind::TargetTooLong);
+        }
+        // Room for the fields the rewrite adds (see MAX_REQUEST_FIELDS).
+        if req.headers.len() > MAX_REQUEST_FIELDS {
+            return fail(ErrorKind::TooManyHeaders);
         }
         self.method_span = Span::of(buf, method.as_bytes());
         self.method = Method::from_bytes(method.as_bytes());
@@ -179,6 +208,10 @@ impl RequestHead {
         self.check_host(buf)?;
         self.fields.check_codings(self.version)?;
         self.framing = if self.fields.codings.count > 0 {
+            // Only chunked is forwarded (see UnsupportedTransferCoding).
+            if self.fields.codings.other {
+                return fail(ErrorKind::UnsupportedTransferCoding);
+            }
             if !self.fields.codings.chunked_last {
                 return fail(ErrorKind::ChunkedNotLast);
             }
@@ -201,6 +234,12 @@ impl RequestHead {
         let target = self.target.get(buf);
         if target.len() > MAX_TARGET_LEN {
             return fail(ErrorKind::TargetTooLong);
+        }
+        // RFC 9112 §3.2: visible ASCII only. httparse already refused
+        // controls, SP and DEL, but lets bytes of 0x80 and above through
+        // (as UTF-8), which origins decode in different ways.
+        if !target.is_ascii() {
+            return fail(ErrorKind::InvalidTarget);
         }
         self.form = match (self.method, target) {
             (Method::Connect, _) => {
@@ -307,6 +346,29 @@ impl RequestHead {
     /// How the body is delimited: [`Framing::Empty`], `Length` or `Chunked`.
     pub fn framing(&self) -> Framing {
         self.framing
+    }
+
+    /// The value of the one framing field the next hop gets, if the request
+    /// had Content-Length or Transfer-Encoding: `chunked`, or the length in
+    /// decimal without leading zeros (written into `digits`).
+    pub(crate) fn framing_value<'d>(&self, digits: &'d mut [u8; 20]) -> Option<&'d [u8]> {
+        if self.framing == Framing::Chunked {
+            let chunked = b"chunked";
+            digits[..chunked.len()].copy_from_slice(chunked);
+            return Some(&digits[..chunked.len()]);
+        }
+        let mut n = self.fields.content_length?;
+        // 20 digits hold any u64.
+        let mut len = 0;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+            len += 1;
+            if n == 0 {
+                break;
+            }
+        }
+        digits.get(digits.len() - len..)
     }
 
     /// Whether the client allows another request on the connection.

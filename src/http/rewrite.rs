@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::fields::{is_field_vchar, is_token, list_items};
+use super::fields::{eq_lower, is_field_vchar, is_token, list_items};
 use super::head::Field;
 use super::limits::MAX_TARGET_LEN;
 use super::request::{RequestHead, TargetForm};
@@ -175,6 +175,14 @@ fn check_value(value: &[u8]) -> Result<(), InvalidEdit> {
 
 /// Writes `head` (parsed from `buf`) as the next hop should receive it,
 /// replacing the contents of `out` with at most one allocation.
+///
+/// The framing goes out in one canonical field, whatever the client sent
+/// (empty list elements, `CHUNKED`, leading zeros, a repeated
+/// Content-Length): every Content-Length and Transfer-Encoding field is
+/// dropped and, in place of the first of them and with its name as spelled,
+/// one `Transfer-Encoding: chunked` or `Content-Length: <decimal>` (no
+/// leading zeros; `0` when 0 was sent) is written. A field that was already
+/// canonical goes out byte for byte.
 pub fn write_request(head: &RequestHead, buf: &[u8], rw: &HeadRewrite, out: &mut Vec<u8>) {
     let original = head.target(buf);
     let (target, slash): (&[u8], bool) = match (&rw.target, head.target_form()) {
@@ -199,7 +207,9 @@ pub fn write_request(head: &RequestHead, buf: &[u8], rw: &HeadRewrite, out: &mut
         head.version().as_bytes(),
         b"\r\n",
     ];
-    write_head(&start, host, head.fields(), buf, rw, out);
+    let mut digits = [0u8; 20];
+    let framing = head.framing_value(&mut digits);
+    write_head(&start, host, framing, head.fields(), buf, rw, out);
 }
 
 /// Writes a response head like [`write_request`] writes a request head.
@@ -218,10 +228,26 @@ pub fn write_response(head: &ResponseHead, buf: &[u8], rw: &HeadRewrite, out: &m
         b"\r\n",
         b"",
     ];
-    write_head(&start, None, head.fields(), buf, rw, out);
+    write_head(&start, None, None, head.fields(), buf, rw, out);
 }
 
-fn write_head(start: &[&[u8]], host: Option<&[u8]>, fields: &[Field], buf: &[u8], rw: &HeadRewrite, out: &mut Vec<u8>) {
+/// Content-Length or Transfer-Encoding (a name httparse checked is a token).
+fn is_framing_name(name: &[u8]) -> bool {
+    eq_lower(name, b"content-length") || eq_lower(name, b"transfer-encoding")
+}
+
+/// `framing`: the value of the one canonical framing field that replaces
+/// every Content-Length and Transfer-Encoding field (requests), or `None` to
+/// keep those fields as they are (responses).
+fn write_head(
+    start: &[&[u8]],
+    host: Option<&[u8]>,
+    framing: Option<&[u8]>,
+    fields: &[Field],
+    buf: &[u8],
+    rw: &HeadRewrite,
+    out: &mut Vec<u8>,
+) {
     let keep = |f: &Field| -> bool {
         let name = f.name.get(buf);
         if host.is_some() && name.eq_ignore_ascii_case(b"host") {
@@ -246,7 +272,18 @@ fn write_head(start: &[&[u8]], host: Option<&[u8]>, fields: &[Field], buf: &[u8]
     if let Some(h) = host {
         len += 8 + h.len();
     }
-    for (f, k) in fields.iter().zip(kept.iter_mut()) {
+    // The index of the field the canonical framing field replaces.
+    let mut framing_at = None;
+    for (i, (f, k)) in fields.iter().zip(kept.iter_mut()).enumerate() {
+        if let Some(value) = framing
+            && is_framing_name(f.name.get(buf))
+        {
+            if framing_at.is_none() {
+                framing_at = Some(i);
+                len += f.name.len() + value.len() + 4;
+            }
+            continue;
+        }
         *k = keep(f);
         if *k {
             len += f.name.len() + f.value.len() + 4;
@@ -261,8 +298,12 @@ fn write_head(start: &[&[u8]], host: Option<&[u8]>, fields: &[Field], buf: &[u8]
     if let Some(h) = host {
         put_field(out, b"Host", h);
     }
-    for (f, _) in fields.iter().zip(kept).filter(|(_, k)| *k) {
-        put_field(out, f.name.get(buf), f.value.get(buf));
+    for (i, (f, k)) in fields.iter().zip(kept).enumerate() {
+        if k {
+            put_field(out, f.name.get(buf), f.value.get(buf));
+        } else if let (Some(value), true) = (framing, framing_at == Some(i)) {
+            put_field(out, f.name.get(buf), value);
+        }
     }
     for (n, v) in &rw.added {
         put_field(out, n, v);

@@ -47,6 +47,11 @@ pub(crate) enum Scan {
 }
 
 impl HeadScanner {
+    /// True while no byte has been looked at.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.pos == 0 && self.start == 0 && !self.started
+    }
+
     /// Looks at the bytes of `buf` not seen before. `buf` must begin where the
     /// head begins and hold every byte given to earlier calls.
     pub(crate) fn scan(&mut self, buf: &[u8], request_line_cap: bool) -> Result<Scan, Error> {
