@@ -698,3 +698,75 @@ fn the_client_address_is_forwarded_to_every_backend_when_asked() {
         assert_eq!(req.header("forwarded").as_deref(), Some("for=127.0.0.1;proto=http"));
     }
 }
+
+#[test]
+fn a_tunnel_carries_bulk_streams_both_ways_with_bytes_sent_early() {
+    const SIZE: usize = 8 << 20;
+    // The master sends bytes right after its 101 (in the same write), then
+    // echoes everything until the client's end, then ends too.
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while memchr::memmem::find(&head, b"\r\n\r\n").is_none() {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello")
+            .unwrap();
+        // Tunnel bytes that came with the head are echoed first.
+        let end = memchr::memmem::find(&head, b"\r\n\r\n").unwrap() + 4;
+        if conn.write_all(&head[end..]).is_err() {
+            return;
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        while let Ok(n) = conn.read(&mut chunk) {
+            if n == 0 || conn.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let proxy = ProxySpec::new(master.addr, &[]).start();
+    let mut conn = std::net::TcpStream::connect(proxy.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // Bytes for the tunnel in the same write as the request head.
+    conn.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = memchr::memmem::find(&got, b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buf[..n]);
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101 "), "{:?}", String::from_utf8_lossy(&got));
+    let mut echoed = got.split_off(head_end);
+    let mut writer = conn.try_clone().unwrap();
+    let send = thread::spawn(move || {
+        let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        for _ in 0..SIZE / block.len() {
+            writer.write_all(&block).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    conn.read_to_end(&mut echoed).unwrap();
+    send.join().unwrap();
+    assert!(
+        echoed.starts_with(b"hello"),
+        "bytes the master sent with its 101 arrive first"
+    );
+    assert_eq!(&echoed[5..10], b"early", "then the bytes sent with the head, echoed");
+    let echoed = &echoed[10..];
+    assert_eq!(echoed.len(), SIZE, "every byte came back, then the end");
+    assert!(
+        echoed
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i % (64 * 1024)) % 251) as u8),
+        "in order"
+    );
+}

@@ -15,6 +15,7 @@ mod pool;
 mod reply;
 mod session;
 mod stats;
+mod tunnel;
 mod upstream;
 
 use std::io;
@@ -31,6 +32,7 @@ use slab::Slab;
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::listen::Acceptor;
 pub use crate::runtime::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
+use crate::runtime::pipe::PipePool;
 pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
 pub use crate::runtime::sweep::SWEEP_INTERVAL;
 use crate::runtime::sweep::Sweep;
@@ -67,6 +69,7 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     force_close_at: Option<Instant>,
     pool: BufferPool,
     pools: Pools,
+    pipes: PipePool,
     backlog: Backlog,
     stats: Arc<Stats>,
 }
@@ -82,6 +85,7 @@ impl<H: Hooks> Proxy<H> {
         let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
         Ok(Proxy {
             pools,
+            pipes: PipePool::new(),
             backlog: Backlog::new(stats.clone(), &cfg, now),
             stats,
             cfg,
@@ -260,7 +264,14 @@ impl<H: Hooks> Proxy<H> {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
             for s in self.sessions.drain() {
-                s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
+                s.close_all(
+                    registry,
+                    &mut self.pool,
+                    &mut self.pools,
+                    &mut self.pipes,
+                    &mut self.backlog,
+                    now,
+                );
             }
             self.stats.set_connections(0);
             self.backlog.close(registry, &mut self.pool);
@@ -375,6 +386,7 @@ impl<H: Hooks> Proxy<H> {
             draining: self.draining,
             pool: &mut self.pool,
             pools: &mut self.pools,
+            pipes: &mut self.pipes,
             backlog: &mut self.backlog,
         };
         f(s, &mut cx);
@@ -410,7 +422,14 @@ impl<H: Hooks> Proxy<H> {
         if s.is_finished() {
             let s = self.sessions.remove(slot);
             self.stats.set_connections(self.sessions.len());
-            s.close_all(registry, &mut self.pool, &mut self.pools, &mut self.backlog, now);
+            s.close_all(
+                registry,
+                &mut self.pool,
+                &mut self.pools,
+                &mut self.pipes,
+                &mut self.backlog,
+                now,
+            );
             if self.acceptor.may_accept() {
                 self.accept(registry, now);
             }

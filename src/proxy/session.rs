@@ -7,7 +7,7 @@
 //! cannot take more is simply not read, and readiness is cleared only by
 //! WouldBlock.
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,13 +22,15 @@ use super::plan;
 use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
-use super::upstream::{PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
+use super::tunnel::{End, Tunnel};
+use super::upstream::{BACKEND_BUFFER, PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
 use crate::runtime::buffer::{Buffer, BufferPool};
 use crate::runtime::net::{Io, Readiness};
+use crate::runtime::pipe::PipePool;
 use crate::runtime::tokens::Tokens;
 
 /// Client bytes buffered: a maximal head plus room for body bytes.
@@ -78,6 +80,7 @@ pub(crate) struct Cx<'a, H> {
     pub(crate) draining: bool,
     pub(crate) pool: &'a mut BufferPool,
     pub(crate) pools: &'a mut Pools,
+    pub(crate) pipes: &'a mut PipePool,
     pub(crate) backlog: &'a mut Backlog,
 }
 
@@ -117,7 +120,8 @@ pub(crate) struct Session {
     /// A request was read on this connection: an empty buffer in
     /// [`Phase::Head`] is a keep-alive idle, not a head being waited for.
     served: bool,
-    tunnel_shut: (bool, bool),
+    /// After 101 or a 2xx to CONNECT: the client and master sockets.
+    tunnel: Option<Box<Tunnel>>,
 }
 
 impl Session {
@@ -158,23 +162,30 @@ impl Session {
             last_client_io: now,
             head_since: now,
             served: false,
-            tunnel_shut: (false, false),
+            tunnel: None,
         }
     }
 
     pub(crate) fn on_client_event(&mut self, ready: Readiness) {
-        self.ready.merge(ready);
+        match self.tunnel.as_mut() {
+            Some(t) => t.on_client_event(ready),
+            None => self.ready.merge(ready),
+        }
     }
 
     pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness) {
-        if let Some(up) = self.ups.get_mut(backend) {
+        if let Some(t) = self.tunnel.as_mut().filter(|_| self.direct == Some(backend)) {
+            t.on_master_event(ready);
+        } else if let Some(up) = self.ups.get_mut(backend) {
             up.ready.merge(ready);
         }
     }
 
     /// True when nothing is left to do: the session can be dropped.
     pub(crate) fn is_finished(&self) -> bool {
-        self.client.is_none() && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
+        self.client.is_none()
+            && self.tunnel.is_none()
+            && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
     }
 
     /// Gives back the buffers of connections that are finished while the
@@ -201,11 +212,15 @@ impl Session {
         registry: &Registry,
         pool: &mut BufferPool,
         pools: &mut Pools,
+        pipes: &mut PipePool,
         backlog: &mut Backlog,
         now: Instant,
     ) {
         let mut s = self;
         s.close_client(registry);
+        if let Some(tunnel) = s.tunnel.take() {
+            tunnel.close(registry, pool, pipes);
+        }
         for up in &mut s.ups {
             backlog.unreserve(up);
             up.release(registry, pool, pools, now);
@@ -216,6 +231,12 @@ impl Session {
     /// Makes every move readiness and buffers allow.
     pub(crate) fn pump<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
         for _ in 0..PUMP_BUDGET {
+            if self.tunnel.is_some() {
+                if !self.pump_tunnel(cx) {
+                    return;
+                }
+                continue;
+            }
             let mut progress = self.read_client(cx);
             progress |= self.advance_client(cx);
             for b in 0..self.ups.len() {
@@ -328,12 +349,7 @@ impl Session {
         match self.phase {
             Phase::Head => self.read_head(cx),
             Phase::Exchange => self.feed_body(cx),
-            Phase::Tunnel => {
-                let before = self.fwd;
-                self.fwd = self.cin.len();
-                self.fwd != before
-            }
-            Phase::Closing => false,
+            Phase::Tunnel | Phase::Closing => false,
         }
     }
 
@@ -595,9 +611,6 @@ impl Session {
             // A backend taking request bytes is not idle.
             self.ups[b].last_io = cx.now;
         }
-        if self.phase == Phase::Tunnel {
-            return self.drive_tunnel(cx, b) || progress;
-        }
         loop {
             let up = &mut self.ups[b];
             if up.state != State::Active {
@@ -701,11 +714,8 @@ impl Session {
                     inb.consume(len);
                 }
                 if framing == Framing::Tunnel {
-                    up.splice = up.inb.as_ref().map_or(0, Buffer::len);
                     up.reusable = false;
-                    self.phase = Phase::Tunnel;
-                    self.fwd = self.cin.len();
-                    debug!("{}: tunnel to {} open", self.peer, cx.cfg.backends[b].name);
+                    self.open_tunnel(cx, b);
                     return true;
                 }
             }
@@ -815,34 +825,76 @@ impl Session {
 
     // ---- tunnel ------------------------------------------------------
 
-    fn drive_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
-        let mut progress = false;
-        loop {
-            let up = &mut self.ups[b];
-            match up.read_in(cx.pool) {
-                Ok(Some(0)) => break,
-                Ok(Some(n)) => {
-                    up.splice += n;
-                    up.last_io = cx.now;
-                    progress = true;
-                }
-                Ok(None) => {
-                    up.ready.readable = false;
-                    if !self.tunnel_shut.1 {
-                        self.tunnel_shut.1 = true;
-                        progress = true;
-                    }
-                    break;
-                }
-                Err(_) => {
-                    up.finish(Outcome::Reset, cx.now);
-                    up.close(cx.registry);
-                    self.close_client(cx.registry);
-                    return true;
-                }
+    /// The master answered an upgrade: both sockets, and the bytes each is
+    /// still owed, go to a [`Tunnel`].
+    fn open_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
+        let (Some(client), Some(master)) = (self.client.take(), self.ups[m].sock.take()) else {
+            self.abort_all(cx);
+            return;
+        };
+        let up = &mut self.ups[m];
+        let mut to_client = self.cout.split_off(self.cout_pos.min(self.cout.len()));
+        let master_buf = up.inb.take().unwrap_or_else(|| cx.pool.take(BACKEND_BUFFER));
+        to_client.extend_from_slice(master_buf.data());
+        let client_end = End {
+            sock: client,
+            token: cx.tokens.client(cx.slot),
+            ready: self.ready,
+            eof: self.client_eof,
+            owed: to_client,
+            buffer: std::mem::replace(&mut self.cin, Buffer::new(0)),
+        };
+        let master_end = End {
+            sock: master,
+            token: cx.tokens.backend(cx.slot, m),
+            ready: up.ready,
+            eof: false,
+            owed: client_end.buffer.data().to_vec(),
+            buffer: master_buf,
+        };
+        up.ready.reset();
+        self.cout.clear();
+        self.cout_pos = 0;
+        self.fwd = 0;
+        self.ready.reset();
+        self.tunnel = Some(Box::new(Tunnel::open(client_end, master_end, cx.registry, cx.now)));
+        self.phase = Phase::Tunnel;
+        debug!("{}: tunnel to {} open", self.peer, cx.cfg.backends[m].name);
+    }
+
+    /// Moves tunnel bytes; ends the exchange when both ends were passed on
+    /// or a side failed.
+    fn pump_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            return false;
+        };
+        match tunnel.pass(cx.pipes, cx.now) {
+            Ok(_) if tunnel.is_over() => {
+                let (up, down) = tunnel.bytes();
+                debug!("{}: tunnel closed both ways ({up} bytes up, {down} down)", self.peer);
+                self.end_tunnel(cx, Outcome::Complete);
+                true
+            }
+            Ok(progress) => progress,
+            Err(why) => {
+                debug!("{}: tunnel: {why}; closing both sides", self.peer);
+                self.end_tunnel(cx, Outcome::Reset);
+                true
             }
         }
-        progress
+    }
+
+    fn end_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, outcome: Outcome) {
+        if let Some(tunnel) = self.tunnel.take() {
+            tunnel.close(cx.registry, cx.pool, cx.pipes);
+        }
+        if let Some(m) = self.direct {
+            let up = &mut self.ups[m];
+            up.finish(outcome, cx.now);
+            up.close(cx.registry);
+            up.state = State::Idle;
+        }
+        self.selection = Selection::none();
     }
 
     // ---- completion --------------------------------------------------
@@ -858,7 +910,7 @@ impl Session {
                 }
                 self.finish_exchange(cx)
             }
-            Phase::Tunnel => self.settle_tunnel(cx),
+            Phase::Tunnel => false,
             Phase::Exchange => {
                 let mut progress = false;
                 if !self.client_done && self.response_sent() {
@@ -980,36 +1032,6 @@ impl Session {
         }
     }
 
-    fn settle_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
-        let Some(m) = self.direct else { return false };
-        let mut progress = false;
-        // Client EOF and everything forwarded: half-close towards the master.
-        if self.client_eof && self.fwd == 0 && !self.tunnel_shut.0 {
-            self.tunnel_shut.0 = true;
-            if let Some(sock) = self.ups[m].sock.as_ref() {
-                let _ = sock.shutdown(Shutdown::Write);
-            }
-            progress = true;
-        }
-        // Master EOF and everything forwarded: half-close towards the client.
-        let master_eof = self.tunnel_shut.1 && self.ups[m].splice == 0 && self.cout_pos >= self.cout.len();
-        if master_eof {
-            if let Some(client) = self.client.as_ref() {
-                let _ = client.shutdown(Shutdown::Write);
-            }
-        }
-        if (master_eof && self.tunnel_shut.0) || self.client.is_none() || self.ups[m].sock.is_none() {
-            let up = &mut self.ups[m];
-            up.finish(Outcome::Complete, cx.now);
-            up.close(cx.registry);
-            up.state = State::Idle;
-            self.close_client(cx.registry);
-            self.selection = Selection::none();
-            return true;
-        }
-        progress
-    }
-
     // ---- endings -----------------------------------------------------
 
     fn close_client(&mut self, registry: &Registry) {
@@ -1089,6 +1111,9 @@ impl Session {
 
     /// When the client will have taken too long, and at what.
     fn client_deadline(&self, cfg: &Config) -> Option<(Instant, ClientWait)> {
+        if let Some(tunnel) = self.tunnel.as_ref() {
+            return Some((tunnel.since() + cfg.client_idle_timeout, ClientWait::Tunnel));
+        }
         self.client.as_ref()?;
         let wait = match self.phase {
             Phase::Head if self.served && self.cin.is_empty() => ClientWait::Idle,
@@ -1097,7 +1122,7 @@ impl Session {
             Phase::Exchange if !self.req_body.is_done() && !self.cin.is_full() => ClientWait::Body,
             Phase::Exchange if !self.client_flushed() => ClientWait::Reading,
             Phase::Exchange => return None,
-            Phase::Tunnel => ClientWait::Tunnel,
+            Phase::Tunnel => return None,
             Phase::Closing => ClientWait::Reply,
         };
         let at = match wait {
@@ -1154,7 +1179,7 @@ impl Session {
             }
             ClientWait::Tunnel => {
                 debug!("{}: tunnel idle past the client idle timeout; closing", self.peer);
-                self.abort_all(cx);
+                self.end_tunnel(cx, Outcome::Skipped);
             }
             ClientWait::Reply => {
                 debug!(

@@ -9,12 +9,12 @@ use log::{debug, info, warn};
 use mio::Registry;
 use mio::net::TcpStream;
 
-use super::flow::{Flow, Side};
-use super::pipe::{self, PipePool};
 use super::settings::Settings;
 use super::{Decision, Router};
 use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::flow::{self, Flow, Side};
 use crate::runtime::net::{self, Io, Readiness};
+use crate::runtime::pipe::{self, PipePool};
 use crate::runtime::tokens::Tokens;
 
 /// Bytes buffered in each direction while splicing (the client-to-server
@@ -398,11 +398,16 @@ impl Conn {
     // ---- splice -----------------------------------------------------
 
     fn splice<R>(&mut self, cx: &mut Cx<'_, R>) -> bool {
-        let up = self.up.pass(&mut self.client, &mut self.server, cx.pipes);
-        let down = self.down.pass(&mut self.server, &mut self.client, cx.pipes);
-        let progress = match (up, down) {
-            (Ok(up), Ok(down)) => up || down,
-            (Err(why), _) | (_, Err(why)) => {
+        let passed = flow::pass_both(
+            &mut self.up,
+            &mut self.down,
+            &mut self.client,
+            &mut self.server,
+            cx.pipes,
+        );
+        let progress = match passed {
+            Ok(progress) => progress,
+            Err(why) => {
                 debug!("{}: {why}; closing both sides", self.peer);
                 self.finish(cx.registry);
                 return true;

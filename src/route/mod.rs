@@ -29,8 +29,6 @@
 
 pub mod config;
 mod conn;
-mod flow;
-mod pipe;
 mod relay;
 mod rules;
 mod settings;
@@ -39,8 +37,8 @@ pub mod sni;
 use std::net::SocketAddr;
 
 pub use crate::runtime::listen::LISTEN_BACKLOG;
+pub use crate::runtime::pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
-pub use pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
 pub use relay::Relay;
 pub use rules::{Action, Matcher, Rule, Rules, Verdict};
 pub use settings::{MAX_TIMEOUT, Settings};

@@ -12,11 +12,11 @@ use slab::Slab;
 
 use super::Router;
 use super::conn::{Conn, Cx};
-use super::pipe::{self, PipePool};
 use super::settings::Settings;
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::listen::Acceptor;
 use crate::runtime::net::Readiness;
+use crate::runtime::pipe::{self, PipePool};
 use crate::runtime::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
 use crate::runtime::sweep::Sweep;
 use crate::runtime::tokens::{Target, Tokens};

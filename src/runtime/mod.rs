@@ -1,12 +1,15 @@
 //! The ground floor the proxy and the router share: buffers, socket I/O
 //! and readiness, the token layout, the deadline sweep, the listener, the
-//! descriptor limit, and the [`server::Server`] that runs services on one
+//! descriptor limit, the two-way splice (flow, pipe: splice(2) for bulk
+//! streams), and the [`server::Server`] that runs services on one
 //! `mio::Poll`. Imports nothing above it but [`crate::http`]'s limits.
 
 pub mod buffer;
 pub mod fds;
+pub(crate) mod flow;
 pub(crate) mod listen;
 pub mod net;
+pub mod pipe;
 pub mod server;
 pub(crate) mod sweep;
 pub(crate) mod tokens;

@@ -1,6 +1,7 @@
-//! One direction of a routed connection: a source socket, a destination
-//! socket, and what is held between them (the router's replacement bytes,
-//! a fixed buffer, and for bulk streams a kernel pipe).
+//! The two-way splice the router and the proxy's tunnels share: each
+//! direction a [`Flow`] from a source socket to a destination socket, with
+//! what is held between them (bytes to send first, a fixed buffer, and for
+//! bulk streams a kernel pipe), and half-close passed on.
 
 use std::net::Shutdown;
 
@@ -10,6 +11,22 @@ use mio::net::TcpStream;
 use super::pipe::{Pipe, PipePool, is_bulk_read};
 use crate::runtime::buffer::{Buffer, BufferPool};
 use crate::runtime::net::{Failure, Io, Readiness};
+
+/// Moves what readiness allows both ways between `a` and `b`, once: `up`
+/// carries `a` to `b`, `down` `b` to `a`. True on progress; an error says
+/// what failed. The pair is over when both sides are shut
+/// ([`Side::shut`]): each end was passed on once everything was delivered.
+pub(crate) fn pass_both(
+    up: &mut Flow,
+    down: &mut Flow,
+    a: &mut Side,
+    b: &mut Side,
+    pipes: &mut PipePool,
+) -> Result<bool, String> {
+    let up = up.pass(a, b, pipes)?;
+    let down = down.pass(b, a, pipes)?;
+    Ok(up || down)
+}
 
 /// One socket of the pair.
 #[derive(Debug)]
