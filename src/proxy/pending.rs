@@ -74,7 +74,7 @@ impl Pending {
             let mut progress = false;
             for up in &mut self.ups {
                 let b = up.report.backend;
-                let step = up.drive_captured(ctx, pool, now);
+                let (step, _) = up.drive(ctx, pool, now, &[], false, |_, _| {});
                 let token = tokens.pending(slot, b);
                 progress |= up.settle(step, registry, &cfg.backends[b], &request, token, now) != Settled::Idle;
             }

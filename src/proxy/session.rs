@@ -569,79 +569,42 @@ impl Session {
     // ---- backend side ------------------------------------------------
 
     fn drive_upstream<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
-        let up = &mut self.ups[b];
-        if up.state == State::Idle {
+        if self.ups[b].state == State::Idle {
             return self.check_idle(cx, b);
         }
+        let ctx = RequestContext::of(&self.req);
         if self.direct != Some(b) {
-            let step = up.drive_captured(RequestContext::of(&self.req), cx.pool, cx.now);
+            let (step, _) = self.ups[b].drive(ctx, cx.pool, cx.now, &[], false, |_, _| {});
             return self.on_step(cx, b, step);
         }
-        match up.state {
-            State::Idle | State::Done => return false,
-            State::Connecting => match up.poll_connect() {
-                Ok(true) => up.last_io = cx.now,
-                Ok(false) => return false,
-                Err(f) => return self.on_step(cx, b, Step::Failed(outcome_of(f))),
-            },
-            State::Active => {}
-        }
-        let mut progress = false;
-        match up.write_out() {
-            Ok(n) => progress |= n > 0,
-            Err(f) => {
-                let step = up.io_failed(f);
-                return self.on_step(cx, b, step);
-            }
-        }
-        if self.fwd > 0 && up.out_flushed() {
-            match up.write_slice(&self.cin.data()[..self.fwd]) {
-                Ok(n) => {
-                    self.cin.consume(n);
-                    self.fwd -= n;
-                    progress |= n > 0;
+        // The master: body bytes straight from the client's buffer, and its
+        // heads rewritten for the client as they come.
+        let (cout, scratch, keep_alive) = (&mut self.cout, &mut self.scratch, &mut self.client_keep_alive);
+        let answer = plan::KeepAnswer {
+            client_asked: self.req.keep_alive(),
+            master_allows: false,
+            shadowed: self.selection.len() > 1,
+            body_done: self.req_body.is_done(),
+            ending: self.client_eof || cx.draining,
+        };
+        let rule = cx.cfg.keep_alive;
+        let body = &self.cin.data()[..self.fwd];
+        let (step, sent) = self.ups[b].drive(ctx, cx.pool, cx.now, body, true, |head, raw| {
+            let connection = if head.is_interim() {
+                Connection::Omit
+            } else {
+                *keep_alive = plan::KeepAnswer {
+                    master_allows: head.keep_alive(),
+                    ..answer
                 }
-                Err(f) => {
-                    let step = self.ups[b].io_failed(f);
-                    return self.on_step(cx, b, step);
-                }
-            }
-        }
-        if progress {
-            // A backend taking request bytes is not idle.
-            self.ups[b].last_io = cx.now;
-        }
-        loop {
-            let up = &mut self.ups[b];
-            if up.state != State::Active {
-                break;
-            }
-            match up.read_in(cx.pool) {
-                Ok(Some(0)) => break,
-                Ok(Some(_)) => {
-                    progress = true;
-                    up.last_io = cx.now;
-                    if up.report.ttfb.is_none() {
-                        up.report.ttfb = Some(cx.now.saturating_duration_since(up.sent_at));
-                    }
-                    self.process_response(cx, b);
-                }
-                Ok(None) => {
-                    let step = up.at_eof();
-                    return self.on_step(cx, b, step);
-                }
-                Err(f) => {
-                    let step = up.io_failed(f);
-                    return self.on_step(cx, b, step);
-                }
-            }
-        }
-        // Bytes may be waiting from before the client made room.
-        if self.ups[b].state == State::Active && self.ups[b].inb.as_ref().is_some_and(|i| i.len() > self.ups[b].splice)
-        {
-            progress |= self.process_response(cx, b);
-        }
-        progress
+                .keep(rule);
+                plan::client_connection(head.framing(), head.status(), *keep_alive)
+            };
+            queue_head(cout, scratch, head, raw, &HeadRewrite::new(connection));
+        });
+        self.cin.consume(sent);
+        self.fwd -= sent;
+        self.on_step(cx, b, step)
     }
 
     /// A kept-alive master connection between requests: any byte or EOF
@@ -664,75 +627,6 @@ impl Session {
         }
     }
 
-    /// Parses and scans what is buffered from the direct master.
-    fn process_response<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
-        let mut progress = false;
-        let ctx = RequestContext::of(&self.req);
-        loop {
-            let up = &mut self.ups[b];
-            if up.state != State::Active {
-                return progress;
-            }
-            if !up.head.is_complete() {
-                let len = match up.parse_head(ctx) {
-                    Ok(None) => return progress,
-                    Ok(Some(len)) => len,
-                    Err(e) => return self.on_step(cx, b, Step::Invalid(e)),
-                };
-                progress = true;
-                if up.head.is_interim() {
-                    if let Some(inb) = up.inb.as_ref() {
-                        let rw = HeadRewrite::new(Connection::Omit);
-                        queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
-                    }
-                    if let Some(inb) = up.inb.as_mut() {
-                        inb.consume(len);
-                    }
-                    up.head.clear();
-                    continue;
-                }
-                up.capture_head(len);
-                let framing = up.head.framing();
-                up.body = BodyDecoder::new(framing);
-                let keep = plan::KeepAnswer {
-                    client_asked: self.req.keep_alive(),
-                    master_allows: up.head.keep_alive(),
-                    shadowed: self.selection.len() > 1,
-                    body_done: self.req_body.is_done(),
-                    ending: self.client_eof || cx.draining,
-                }
-                .keep(cx.cfg.keep_alive);
-                self.client_keep_alive = keep;
-                let connection = plan::client_connection(framing, up.head.status(), keep);
-                if let Some(inb) = up.inb.as_ref() {
-                    let rw = HeadRewrite::new(connection);
-                    queue_head(&mut self.cout, &mut self.scratch, &up.head, inb.data(), &rw);
-                }
-                up.head_forwarded = true;
-                up.reusable = up.asked_keep_alive && up.head.keep_alive();
-                if let Some(inb) = up.inb.as_mut() {
-                    inb.consume(len);
-                }
-                if framing == Framing::Tunnel {
-                    up.reusable = false;
-                    self.open_tunnel(cx, b);
-                    return true;
-                }
-            }
-            let up = &mut self.ups[b];
-            let n = match up.scan_body(up.splice) {
-                Ok(n) => n,
-                Err(e) => return self.on_step(cx, b, Step::Invalid(e)),
-            };
-            up.splice += n;
-            progress |= n > 0;
-            if up.body.is_done() {
-                return self.on_step(cx, b, Step::Complete);
-            }
-            return progress;
-        }
-    }
-
     /// Acts on where driving backend `b` came to; true when something moved.
     fn on_step<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, step: Step) -> bool {
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
@@ -740,6 +634,7 @@ impl Session {
         match self.ups[b].settle(step, cx.registry, &cx.cfg.backends[b], &request, token, cx.now) {
             Settled::Idle => return false,
             Settled::Progress => {}
+            Settled::Tunnel => self.open_tunnel(cx, b),
             Settled::Completed => self.completed(b),
             Settled::Failed(outcome) => self.failed(cx, b, outcome),
         }

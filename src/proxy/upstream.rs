@@ -297,26 +297,47 @@ impl Upstream {
         Ok(scanned.consumed)
     }
 
-    /// Drives a backend whose response is captured, not streamed to the
-    /// client: connect, send, read, parse; says where it came to.
-    pub(crate) fn drive_captured(&mut self, ctx: RequestContext, pool: &mut BufferPool, now: Instant) -> Step {
+    /// Drives the backend's exchange as far as readiness allows: connect,
+    /// send the request (then `body`, bytes owed from the client's buffer,
+    /// for the master), read and parse the response. A `streamed` response
+    /// (the master's) stays in the buffer for the client, its heads handed
+    /// to `on_head` with the bytes they were parsed from; any other is
+    /// captured and dropped from the buffer. Says where it came to, and how
+    /// many bytes of `body` went.
+    pub(crate) fn drive(
+        &mut self,
+        ctx: RequestContext,
+        pool: &mut BufferPool,
+        now: Instant,
+        body: &[u8],
+        streamed: bool,
+        mut on_head: impl FnMut(&ResponseHead, &[u8]),
+    ) -> (Step, usize) {
         match self.state {
-            State::Idle | State::Done => return Step::Idle,
+            State::Idle | State::Done => return (Step::Idle, 0),
             State::Connecting => match self.poll_connect() {
                 Ok(true) => self.last_io = now,
-                Ok(false) => return Step::Idle,
-                Err(f) => return Step::Failed(outcome_of(f)),
+                Ok(false) => return (Step::Idle, 0),
+                Err(f) => return (Step::Failed(outcome_of(f)), 0),
             },
             State::Active => {}
         }
         let mut progress = false;
+        let mut sent = 0;
         match self.write_out() {
-            Ok(0) => {}
-            Ok(_) => {
-                progress = true;
-                self.last_io = now;
+            Ok(n) => progress |= n > 0,
+            Err(f) => return (self.io_failed(f), 0),
+        }
+        if !body.is_empty() && self.out_flushed() {
+            match self.write_slice(body) {
+                Ok(n) => sent = n,
+                Err(f) => return (self.io_failed(f), 0),
             }
-            Err(f) => return self.io_failed(f),
+        }
+        if progress || sent > 0 {
+            // A backend taking request bytes is not idle.
+            progress = true;
+            self.last_io = now;
         }
         loop {
             match self.read_in(pool) {
@@ -327,27 +348,49 @@ impl Upstream {
                     if self.report.ttfb.is_none() {
                         self.report.ttfb = Some(now.saturating_duration_since(self.sent_at));
                     }
-                    match self.take_captured(ctx) {
-                        Ok(true) => return Step::Complete,
-                        Ok(false) => {}
-                        Err(e) => return Step::Invalid(e),
+                    match self.take_response(ctx, streamed, &mut on_head) {
+                        Ok(Taken::More) => {}
+                        Ok(Taken::Complete) => return (Step::Complete, sent),
+                        Ok(Taken::Tunnel) => return (Step::Tunnel, sent),
+                        Err(e) => return (Step::Invalid(e), sent),
                     }
                 }
-                Ok(None) => return self.at_eof(),
-                Err(f) => return self.io_failed(f),
+                Ok(None) => return (self.at_eof(), sent),
+                Err(f) => return (self.io_failed(f), sent),
             }
         }
-        if progress { Step::Progress } else { Step::Idle }
+        // Streamed bytes may be waiting from before the client made room.
+        if streamed && self.inb.as_ref().is_some_and(|i| i.len() > self.splice) {
+            let before = (self.splice, self.inb.as_ref().map_or(0, Buffer::len));
+            match self.take_response(ctx, streamed, &mut on_head) {
+                Ok(Taken::More) => progress |= (self.splice, self.inb.as_ref().map_or(0, Buffer::len)) != before,
+                Ok(Taken::Complete) => return (Step::Complete, sent),
+                Ok(Taken::Tunnel) => return (Step::Tunnel, sent),
+                Err(e) => return (Step::Invalid(e), sent),
+            }
+        }
+        (if progress { Step::Progress } else { Step::Idle }, sent)
     }
 
-    /// Parses and captures what is buffered; true when the response is
-    /// complete.
-    fn take_captured(&mut self, ctx: RequestContext) -> Result<bool, crate::http::Error> {
+    /// Parses and scans what is buffered: interim heads, the final head
+    /// (captured, and for a streamed response handed to `on_head` first),
+    /// then body bytes.
+    fn take_response(
+        &mut self,
+        ctx: RequestContext,
+        streamed: bool,
+        on_head: &mut impl FnMut(&ResponseHead, &[u8]),
+    ) -> Result<Taken, crate::http::Error> {
         loop {
             if !self.head.is_complete() {
                 let Some(len) = self.parse_head(ctx)? else {
-                    return Ok(false);
+                    return Ok(Taken::More);
                 };
+                if streamed {
+                    if let Some(inb) = self.inb.as_ref() {
+                        on_head(&self.head, inb.data());
+                    }
+                }
                 if self.head.is_interim() {
                     self.consume(len);
                     self.head.clear();
@@ -357,11 +400,25 @@ impl Upstream {
                 let framing = self.head.framing();
                 self.body = BodyDecoder::new(framing);
                 self.reusable = self.asked_keep_alive && self.head.keep_alive() && framing != Framing::Tunnel;
+                self.head_forwarded = streamed;
                 self.consume(len);
+                if streamed && framing == Framing::Tunnel {
+                    return Ok(Taken::Tunnel);
+                }
             }
-            let n = self.scan_body(0)?;
-            self.consume(n);
-            return Ok(self.body.is_done());
+            // Streamed bytes stay for the client: `splice` counts them.
+            let from = if streamed { self.splice } else { 0 };
+            let n = self.scan_body(from)?;
+            if streamed {
+                self.splice += n;
+            } else {
+                self.consume(n);
+            }
+            return Ok(if self.body.is_done() {
+                Taken::Complete
+            } else {
+                Taken::More
+            });
         }
     }
 
@@ -474,6 +531,7 @@ impl Upstream {
         match step {
             Step::Idle => Settled::Idle,
             Step::Progress => Settled::Progress,
+            Step::Tunnel => Settled::Tunnel,
             Step::Complete => {
                 self.complete(registry, now);
                 Settled::Completed
@@ -580,6 +638,8 @@ pub(crate) enum Settled {
     Idle,
     /// Bytes moved (or a retry started); the exchange goes on.
     Progress,
+    /// The connection is a tunnel now: the caller takes it over.
+    Tunnel,
     /// The response is complete.
     Completed,
     /// The backend's part ended with this outcome (logged).
@@ -602,6 +662,20 @@ pub(crate) enum Step {
     /// A reused connection closed before any response byte: call
     /// [`Upstream::retry_fresh`].
     Stale,
+    /// A streamed response turned the connection into a tunnel (101, or a
+    /// 2xx to CONNECT).
+    Tunnel,
+}
+
+/// What the buffered response bytes came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// More bytes are needed.
+    More,
+    /// The response is complete.
+    Complete,
+    /// The head opened a tunnel (streamed responses only).
+    Tunnel,
 }
 
 /// The outcome an I/O failure stands for.
