@@ -24,12 +24,16 @@
 //!   |                master (status, headers, body; JSON by path), diff log
 //! route/ (mio)       the TCP router: Relay (listener, slab of connections),
 //!   |                conn (peek, connect with failover, replay, splice),
-//!   |                flow/pipe (two-way splice, splice(2)), and the sans-IO
-//!   |                decision layer: Router trait, Rules (prefix, regex DFA,
-//!   |                HTTP Host, TLS SNI), routes.toml
+//!   |                settings, and the sans-IO decision layer: Router
+//!   |                trait, Rules (prefix, regex DFA, HTTP Host, TLS SNI),
+//!   |                routes.toml
 //! proxy/ (mio)       Proxy: listener, slab of sessions
-//!   |                session: one client connection, one exchange at a time
-//!   |                upstream: one backend connection and its capture
+//!   |                session: one client connection, one exchange at a
+//!   |                time, the client side and its deadlines
+//!   |                plan (sans-IO): backends, head rewrites, keep-alive
+//!   |                upstream: one backend connection: drive (connect,
+//!   |                send, read, parse; streamed or captured), settle
+//!   |                tunnel: an upgrade, on runtime's two-way splice
 //!   |                pending: exchanges whose client moved on (shadows late)
 //!   |                pool: idle backend connections shared by sessions
 //!   |                hooks: select / munge / backends_finished
@@ -38,8 +42,9 @@
 //! runtime/           what proxy and router share: buffer (fixed, pooled),
 //!   |                net (io results as one enum; readiness does the I/O),
 //!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
-//!   |                pause, cap), fds (descriptor limit), server (a Poll
-//!   |                running Services)
+//!   |                pause, cap), fds (descriptor limit), flow/pipe (the
+//!   |                two-way splice, splice(2)), server (a Poll running
+//!   |                Services)
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! values             value parsers the config readers share: durations,
 //!                    addresses, file:line positions
@@ -56,9 +61,13 @@
 //!    The complete head is parsed once by httparse and validated (framing,
 //!    Host, target form, version, bare CR/LF, ...); a bad one is answered
 //!    with its status (400, 414, 431, 501, 505) and the connection closed,
-//!    nothing forwarded.
+//!    nothing forwarded. Framing is forwarded in one canonical form (one
+//!    `Content-Length` without leading zeros, `Transfer-Encoding: chunked`
+//!    alone). A head not complete within the client timeout of its start
+//!    gets 408.
 //! 2. [`proxy::Hooks::select_backends`] picks the backends, for every request.
-//!    Each gets its own [`http::HeadRewrite`] (backend header rules, then
+//!    The plan (`proxy/plan.rs`, no IO) gives each its own
+//!    [`http::HeadRewrite`] (backend header rules, then
 //!    [`proxy::Hooks::munge_request`]) and its head re-serialized: hop-by-hop
 //!    fields dropped, `Connection: keep-alive` for a master-only request,
 //!    `Connection: close` when shadowed (Kage's rule, the default
@@ -68,10 +77,13 @@
 //!    body bytes straight from the client buffer as the [`http::BodyDecoder`]
 //!    vouches for them. Shadows get a copy of head and body in their own
 //!    buffer, up to a cap; past it that shadow is dropped for the request.
-//! 4. The master's response head is parsed (framing depends on the request
-//!    method), rewritten and queued for the client; body bytes are spliced
-//!    from the master's read buffer to the client as they arrive. A full
-//!    buffer is backpressure: the master is not read while the client is slow.
+//! 4. Every backend is driven by one reader (`Upstream::drive`): connect,
+//!    send, read, parse. The master's response is streamed: its head is
+//!    rewritten for the client (the keep-alive answer from the plan) and
+//!    queued, body bytes are written from the master's read buffer to the
+//!    client as they arrive. A full buffer is backpressure: the master is
+//!    not read while the client is slow, and the client's socket is waited
+//!    for, never spun on.
 //! 5. Shadow responses are read, framed and captured, never written anywhere.
 //!    The binary's hooks are a [`compare::Compare`]: when the exchange is
 //!    done each shadow is compared with the master and a line goes to the
@@ -100,7 +112,8 @@
 //! in failover order, replay, splice with backpressure and half-close.
 //!
 //! Upgrades (101) and CONNECT go to the master alone and become a raw
-//! two-way splice with half-close. Master failures before its response head
+//! two-way splice with half-close: the router's, from [`runtime`], with
+//! splice(2) pipes for bulk streams. Master failures before its response head
 //! become 502 (504 on timeout); after it, the client connection is closed,
 //! never padded.
 //!
