@@ -20,7 +20,7 @@ pub const MAX_MAX_PEEK: usize = 1 << 20;
 /// Longest timeout accepted (deadlines are instants: they must not overflow).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
 
-/// What a [`Relay`] is told: where to listen, its limits and timeouts.
+/// What a [`Relay`](super::Relay) is told: where to listen, its limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address to listen on.
@@ -28,11 +28,11 @@ pub struct Settings {
     /// Time to connect to one address of a decision before the next.
     pub connect_timeout: Duration,
     /// Time with no byte either way before a spliced connection is closed
-    /// (unless [`Router::on_inactive`] says wait).
+    /// (unless [`Router::on_inactive`](super::Router::on_inactive) says wait).
     pub inactivity_timeout: Duration,
-    /// Time without a decision before [`Router::on_give_up`].
+    /// Time without a decision before [`Router::on_give_up`](super::Router::on_give_up).
     pub peek_timeout: Duration,
-    /// Bytes buffered without a decision before [`Router::on_give_up`].
+    /// Bytes buffered without a decision before [`Router::on_give_up`](super::Router::on_give_up).
     pub max_peek: usize,
     /// Client connections at once.
     pub max_connections: usize,

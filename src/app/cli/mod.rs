@@ -1,4 +1,4 @@
-//! The `kage` command line: flags to a [`Config`](crate::proxy::Config)
+//! The `kage` command line: flags to a [`Config`]
 //! and a shadow policy, `kage route` with its `routes.toml`, `kage replay`
 //! and `kage demo`. Each subcommand parses its flags in its own file;
 //! `help.txt` holds what `--help` prints ([`HELP`]).
