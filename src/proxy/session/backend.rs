@@ -1,0 +1,220 @@
+//! The backends of a session's exchange: driving each (the master
+//! streamed to the client, shadows captured), what their outcomes mean for
+//! the client, and the tunnel an upgrade turns into.
+
+use super::*;
+
+impl Session {
+    pub(super) fn drive_upstream<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        if self.ups[b].state == State::Idle {
+            return self.check_idle(cx, b);
+        }
+        let ctx = RequestContext::of(&self.req);
+        if self.direct != Some(b) {
+            let (step, _) = self.ups[b].drive(ctx, cx.pool, cx.now, &[], false, |_, _| {});
+            return self.on_step(cx, b, step);
+        }
+        // The master: body bytes straight from the client's buffer, and its
+        // heads rewritten for the client as they come.
+        let (cout, scratch, keep_alive) = (&mut self.cout, &mut self.scratch, &mut self.client_keep_alive);
+        let answer = plan::KeepAnswer {
+            client_asked: self.req.keep_alive(),
+            master_allows: false,
+            shadowed: self.selection.len() > 1,
+            body_done: self.req_body.is_done(),
+            ending: self.client_eof || cx.draining,
+        };
+        let rule = cx.cfg.keep_alive;
+        let body = &self.cin.data()[..self.fwd];
+        let (step, sent) = self.ups[b].drive(ctx, cx.pool, cx.now, body, true, |head, raw| {
+            let connection = if head.is_interim() {
+                Connection::Omit
+            } else {
+                *keep_alive = plan::KeepAnswer {
+                    master_allows: head.keep_alive(),
+                    ..answer
+                }
+                .keep(rule);
+                plan::client_connection(head.framing(), head.status(), *keep_alive)
+            };
+            queue_head(cout, scratch, head, raw, &HeadRewrite::new(connection));
+        });
+        self.cin.consume(sent);
+        self.fwd -= sent;
+        self.on_step(cx, b, step)
+    }
+
+    /// A kept-alive master connection between requests: any byte or EOF
+    /// means it is no longer usable.
+    pub(super) fn check_idle<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+        let up = &mut self.ups[b];
+        if up.sock.is_none() || !up.ready.readable {
+            return false;
+        }
+        match up.read_in(cx.pool) {
+            Ok(Some(0)) => false,
+            _ => {
+                debug!(
+                    "{}: idle connection to {} closed or sent bytes; dropping it",
+                    self.peer, cx.cfg.backends[b].name
+                );
+                up.close(cx.registry);
+                true
+            }
+        }
+    }
+
+    /// Acts on where driving backend `b` came to; true when something moved.
+    pub(super) fn on_step<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, step: Step) -> bool {
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        let token = cx.tokens.backend(cx.slot, b);
+        match self.ups[b].settle(step, cx.registry, &cx.cfg.backends[b], &request, token, cx.now) {
+            Settled::Idle => return false,
+            Settled::Progress => {}
+            Settled::Tunnel => self.open_tunnel(cx, b),
+            Settled::Completed => self.completed(b),
+            Settled::Failed(outcome) => self.failed(cx, b, outcome),
+        }
+        true
+    }
+
+    /// Backend `b` has its whole response: without the master, the first
+    /// complete answer goes to the client (Geest's rule).
+    pub(super) fn completed(&mut self, b: usize) {
+        let up = &self.ups[b];
+        if self.direct.is_none() && self.primary.is_none() && self.client.is_some() && !up.report.truncated {
+            self.primary = Some(b);
+            if let Some(head) = up.report.response.as_ref() {
+                let raw = &up.report.response_raw;
+                queue_head(
+                    &mut self.cout,
+                    &mut self.scratch,
+                    head,
+                    raw,
+                    &HeadRewrite::new(Connection::Close),
+                );
+                self.cout.extend_from_slice(raw.get(head.len()..).unwrap_or_default());
+            }
+        }
+    }
+
+    /// Backend `b` is done with `outcome` other than Complete.
+    pub(super) fn fail<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
+        if matches!(self.ups[b].state, State::Done | State::Idle) {
+            return;
+        }
+        let request = Request::new(&self.req, &self.req_bytes, self.peer);
+        self.ups[b].fail(cx.registry, &cx.cfg.backends[b], &request, outcome, cx.now);
+        self.failed(cx, b, outcome);
+    }
+
+    /// Backend `b` failed with `outcome` (already logged and closed): what
+    /// the client gets instead.
+    pub(super) fn failed<H>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
+        let head_forwarded = self.ups[b].head_forwarded;
+        if self.direct == Some(b) {
+            if head_forwarded || self.phase == Phase::Tunnel {
+                // Part of the response went out: never pad or fake the rest.
+                self.client_keep_alive = false;
+                self.client_done = true;
+                if self.client_flushed() {
+                    self.close_client(cx.registry);
+                }
+            } else {
+                let (status, reason) = if outcome == Outcome::Timeout {
+                    (504, "the backend did not answer in time")
+                } else {
+                    (502, "the backend failed to answer")
+                };
+                self.reply(cx, status, reason);
+            }
+        } else if self.direct.is_none()
+            && self.primary.is_none()
+            && self.selection.iter().all(|i| self.ups[i].state == State::Done)
+        {
+            self.reply(cx, 502, "no backend answered");
+        }
+    }
+
+    /// The master answered an upgrade: both sockets, and the bytes each is
+    /// still owed, go to a [`Tunnel`].
+    pub(super) fn open_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
+        let (Some(client), Some(master)) = (self.client.take(), self.ups[m].sock.take()) else {
+            self.abort_all(cx);
+            return;
+        };
+        let up = &mut self.ups[m];
+        let mut to_client = self.cout.split_off(self.cout_pos.min(self.cout.len()));
+        let master_buf = up.inb.take().unwrap_or_else(|| cx.pool.take(BACKEND_BUFFER));
+        to_client.extend_from_slice(master_buf.data());
+        let client_end = End {
+            sock: client,
+            token: cx.tokens.client(cx.slot),
+            ready: self.ready,
+            eof: self.client_eof,
+            owed: to_client,
+            buffer: std::mem::replace(&mut self.cin, Buffer::new(0)),
+        };
+        let master_end = End {
+            sock: master,
+            token: cx.tokens.backend(cx.slot, m),
+            ready: up.ready,
+            eof: false,
+            owed: client_end.buffer.data().to_vec(),
+            buffer: master_buf,
+        };
+        up.ready.reset();
+        self.cout.clear();
+        self.cout_pos = 0;
+        self.fwd = 0;
+        self.ready.reset();
+        self.tunnel = Some(Box::new(Tunnel::open(client_end, master_end, cx.registry, cx.now)));
+        self.phase = Phase::Tunnel;
+        debug!("{}: tunnel to {} open", self.peer, cx.cfg.backends[m].name);
+    }
+
+    /// Moves tunnel bytes; ends the exchange when both ends were passed on
+    /// or a side failed.
+    pub(super) fn pump_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            return false;
+        };
+        match tunnel.pass(cx.pipes, cx.now) {
+            Ok(_) if tunnel.is_over() => {
+                let (up, down) = tunnel.bytes();
+                debug!("{}: tunnel closed both ways ({up} bytes up, {down} down)", self.peer);
+                self.end_tunnel(cx, Outcome::Complete);
+                true
+            }
+            Ok(progress) => progress,
+            Err(why) => {
+                debug!("{}: tunnel: {why}; closing both sides", self.peer);
+                self.end_tunnel(cx, Outcome::Reset);
+                true
+            }
+        }
+    }
+
+    pub(super) fn end_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, outcome: Outcome) {
+        if let Some(tunnel) = self.tunnel.take() {
+            tunnel.close(cx.registry, cx.pool, cx.pipes);
+        }
+        if let Some(m) = self.direct {
+            let up = &mut self.ups[m];
+            up.finish(outcome, cx.now);
+            up.close(cx.registry);
+            up.state = State::Idle;
+        }
+        self.selection = Selection::none();
+    }
+}
+
+/// Appends a rewritten response head to what the client is owed.
+fn queue_head(cout: &mut Vec<u8>, scratch: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], rw: &HeadRewrite) {
+    if cout.is_empty() {
+        write_response(head, buf, rw, cout);
+    } else {
+        write_response(head, buf, rw, scratch);
+        cout.extend_from_slice(scratch);
+    }
+}

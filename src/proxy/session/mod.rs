@@ -1,0 +1,304 @@
+//! One client connection: its requests, one exchange at a time, and the
+//! backend connections serving them.
+//!
+//! Everything is driven by [`Session::pump`]: it makes every move the cached
+//! readiness and the buffers allow, until none is left. Sockets are
+//! registered once (readable and writable, edge-triggered); a side that
+//! cannot take more is simply not read, and readiness is cleared only by
+//! WouldBlock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use mio::Registry;
+use mio::net::TcpStream;
+
+use super::config::{Config, KeepAlive};
+use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::pending::{Backlog, Pending};
+use super::plan;
+use super::pool::Pools;
+use super::reply;
+use super::stats::Stats;
+use super::tunnel::{End, Tunnel};
+use super::upstream::{BACKEND_BUFFER, PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
+use crate::http::{
+    BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
+    limits, write_request, write_response,
+};
+use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::net::{Io, Readiness};
+use crate::runtime::pipe::PipePool;
+use crate::runtime::tokens::Tokens;
+
+mod backend;
+mod client;
+mod deadline;
+mod exchange;
+
+/// Client bytes buffered: a maximal head plus room for body bytes.
+pub const CLIENT_BUFFER: usize = limits::MAX_HEAD_LEN + 16 * 1024;
+
+/// What the client connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request head.
+    Head,
+    /// A request is being served.
+    Exchange,
+    /// After 101 or a 2xx to CONNECT: raw bytes both ways with the master.
+    Tunnel,
+    /// A final answer (error) is being flushed; then the client is closed.
+    Closing,
+}
+
+/// What a session waits for the client to do (each has its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientWait {
+    /// Send a whole request head: [`Config::client_timeout`] from its start.
+    Head,
+    /// Start a next request on a kept-alive connection:
+    /// [`Config::keepalive_timeout`].
+    Idle,
+    /// Send more of a request body: [`Config::client_idle_timeout`] without
+    /// progress.
+    Body,
+    /// Read more of its response: the same.
+    Reading,
+    /// Send or read anything through a tunnel: the same.
+    Tunnel,
+    /// Take a final (error) answer: [`Config::client_timeout`].
+    Reply,
+}
+
+/// Shared state a session works with.
+pub(crate) struct Cx<'a, H> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) hooks: &'a mut H,
+    pub(crate) registry: &'a Registry,
+    pub(crate) tokens: Tokens,
+    pub(crate) slot: usize,
+    pub(crate) now: Instant,
+    pub(crate) next_id: &'a mut u64,
+    pub(crate) draining: bool,
+    pub(crate) pool: &'a mut BufferPool,
+    pub(crate) pools: &'a mut Pools,
+    pub(crate) pipes: &'a mut PipePool,
+    pub(crate) backlog: &'a mut Backlog,
+}
+
+/// One client connection.
+pub(crate) struct Session {
+    client: Option<TcpStream>,
+    peer: SocketAddr,
+    /// The client socket's readiness.
+    ready: Readiness,
+    client_eof: bool,
+    cin: Buffer,
+    cout: Vec<u8>,
+    cout_pos: usize,
+    /// Room to write a head before appending it to `cout`.
+    scratch: Vec<u8>,
+    phase: Phase,
+    req: RequestHead,
+    req_bytes: Vec<u8>,
+    req_body: BodyDecoder,
+    /// Body bytes at the front of `cin` scanned and owed to the direct master.
+    fwd: usize,
+    selection: Selection,
+    /// The master, when selected: its response streams to the client.
+    direct: Option<usize>,
+    /// Without the master: the backend whose response went to the client.
+    primary: Option<usize>,
+    client_keep_alive: bool,
+    client_done: bool,
+    ups: Vec<Upstream>,
+    exchange_id: u64,
+    /// The last byte moved to or from the client.
+    last_client_io: Instant,
+    /// In [`Phase::Head`]: when the head began (accept, for the first
+    /// request; its first byte, for later ones), or when the connection
+    /// went idle while no byte of the next head is here.
+    head_since: Instant,
+    /// A request was read on this connection: an empty buffer in
+    /// [`Phase::Head`] is a keep-alive idle, not a head being waited for.
+    served: bool,
+    /// After 101 or a 2xx to CONNECT: the client and master sockets.
+    tunnel: Option<Box<Tunnel>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        cfg: &Config,
+        now: Instant,
+        pool: &mut BufferPool,
+        stats: &Arc<Stats>,
+    ) -> Self {
+        Session {
+            client: Some(client),
+            peer,
+            ready: Readiness::default(),
+            client_eof: false,
+            cin: pool.take(CLIENT_BUFFER),
+            cout: Vec::new(),
+            cout_pos: 0,
+            scratch: Vec::new(),
+            phase: Phase::Head,
+            req: RequestHead::new(),
+            req_bytes: Vec::new(),
+            req_body: BodyDecoder::Done,
+            fwd: 0,
+            selection: Selection::none(),
+            direct: None,
+            primary: None,
+            client_keep_alive: false,
+            client_done: false,
+            ups: cfg
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Upstream::new(i, b.timeout, now, stats.clone()))
+                .collect(),
+            exchange_id: 0,
+            last_client_io: now,
+            head_since: now,
+            served: false,
+            tunnel: None,
+        }
+    }
+
+    pub(crate) fn on_client_event(&mut self, ready: Readiness) {
+        match self.tunnel.as_mut() {
+            Some(t) => t.on_client_event(ready),
+            None => self.ready.merge(ready),
+        }
+    }
+
+    pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness) {
+        if let Some(t) = self.tunnel.as_mut().filter(|_| self.direct == Some(backend)) {
+            t.on_master_event(ready);
+        } else if let Some(up) = self.ups.get_mut(backend) {
+            up.ready.merge(ready);
+        }
+    }
+
+    /// True when nothing is left to do: the session can be dropped.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.client.is_none()
+            && self.tunnel.is_none()
+            && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
+    }
+
+    /// Gives back the buffers of connections that are finished while the
+    /// session lives on (a client gone while a slow shadow answers holds no
+    /// client buffer).
+    pub(crate) fn release_buffers(&mut self, pool: &mut BufferPool) {
+        if self.client.is_none() && self.cin.capacity() > 0 {
+            pool.give(std::mem::replace(&mut self.cin, Buffer::new(0)));
+        }
+        for up in &mut self.ups {
+            // Bytes still owed to the client stay where they are.
+            if up.sock.is_none() && up.splice == 0 && matches!(up.state, State::Idle | State::Done) {
+                if let Some(inb) = up.inb.take() {
+                    pool.give(inb);
+                }
+            }
+        }
+    }
+
+    /// Closes every socket and gives the buffers back to the pool; idle
+    /// reusable backend connections go to the shared pools.
+    pub(crate) fn close_all(
+        self,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        pipes: &mut PipePool,
+        backlog: &mut Backlog,
+        now: Instant,
+    ) {
+        let mut s = self;
+        s.close_client(registry);
+        if let Some(tunnel) = s.tunnel.take() {
+            tunnel.close(registry, pool, pipes);
+        }
+        for up in &mut s.ups {
+            backlog.unreserve(up);
+            up.release(registry, pool, pools, now);
+        }
+        pool.give(s.cin);
+    }
+
+    /// Makes every move readiness and buffers allow.
+    pub(crate) fn pump<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        for _ in 0..PUMP_BUDGET {
+            if self.tunnel.is_some() {
+                if !self.pump_tunnel(cx) {
+                    return;
+                }
+                continue;
+            }
+            let mut progress = self.read_client(cx);
+            progress |= self.advance_client(cx);
+            for b in 0..self.ups.len() {
+                progress |= self.drive_upstream(cx, b);
+            }
+            progress |= self.write_client(cx);
+            progress |= self.settle(cx);
+            if !progress {
+                return;
+            }
+        }
+        warn!(
+            "{}: session made no stable progress after {PUMP_BUDGET} passes; closing",
+            self.peer
+        );
+        self.abort_all(cx);
+    }
+
+    fn close_client(&mut self, registry: &Registry) {
+        if let Some(mut client) = self.client.take() {
+            let _ = registry.deregister(&mut client);
+        }
+        self.ready.reset();
+    }
+
+    /// The client is gone: what only it needed stops, shadows go on.
+    fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
+        self.close_client(cx.registry);
+        if let Some(m) = self.direct {
+            let up = &mut self.ups[m];
+            if !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+            }
+            up.close(cx.registry);
+        }
+        // Copies still missing body bytes will never get them.
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            if !up.out_complete && !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+                up.close(cx.registry);
+            }
+        }
+    }
+
+    fn abort_backends<H>(&mut self, cx: &mut Cx<'_, H>) {
+        for b in self.selection.iter() {
+            let up = &mut self.ups[b];
+            if !matches!(up.state, State::Done | State::Idle) {
+                up.finish(Outcome::Skipped, cx.now);
+            }
+            up.close(cx.registry);
+        }
+    }
+
+    fn abort_all<H>(&mut self, cx: &mut Cx<'_, H>) {
+        self.abort_backends(cx);
+        self.close_client(cx.registry);
+    }
+}
