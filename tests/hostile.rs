@@ -402,3 +402,72 @@ fn a_slow_request_body_is_the_clients_wait_not_the_masters() {
         "the shadow waited for the client too"
     );
 }
+
+/// The head a backend received, its framing fields only, in order.
+fn framing_fields(received: &Received) -> Vec<String> {
+    received
+        .head_str()
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("content-length:") || l.starts_with("transfer-encoding:")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn ambiguous_framing_reaches_the_master_and_shadow_in_one_canonical_form() {
+    let master = TestBackend::ok("ok");
+    let shadow = TestBackend::ok("ok");
+    let proxy = ProxySpec::new(master.addr, &[shadow.addr]).shadow_everything().start();
+    const CHUNKED: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
+    let cases: [(&[u8], &str, &[u8]); 4] = [
+        (
+            b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 005\r\n\r\nhello",
+            "Content-Length: 5",
+            b"hello",
+        ),
+        (
+            b"POST /b HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello",
+            "Content-Length: 5",
+            b"hello",
+        ),
+        (
+            b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ,chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "Transfer-Encoding: chunked",
+            CHUNKED,
+        ),
+        (
+            b"POST /d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "Transfer-Encoding: chunked",
+            CHUNKED,
+        ),
+    ];
+    for (request, want, body) in cases {
+        let r = roundtrip(proxy.addr, request);
+        assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+        let _ = proxy.exchange();
+        for (name, backend) in [("master", &master), ("shadow", &shadow)] {
+            let got = backend.requests().pop().expect("the backend got the request");
+            assert_eq!(framing_fields(&got), [want], "{name} got {:?}", got.head_str());
+            assert_eq!(got.body, body, "{name}: the body as sent");
+        }
+    }
+    // Refused before anything is forwarded.
+    let before = master.requests().len();
+    for (request, status) in [
+        (
+            &b"POST /e HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            501,
+        ),
+        (
+            b"POST /f HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            400,
+        ),
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    ] {
+        assert_eq!(roundtrip(proxy.addr, request).status, status);
+    }
+    assert_eq!(master.requests().len(), before, "nothing refused was forwarded");
+}
