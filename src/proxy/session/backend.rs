@@ -10,7 +10,7 @@ impl Session {
             return self.check_idle(cx, b);
         }
         let ctx = RequestContext::of(&self.req);
-        if self.direct != Some(b) {
+        if self.answer.master() != Some(b) {
             let (step, _) = self.ups[b].drive(ctx, cx.pool, cx.now, &[], false, |_, _| {});
             return self.on_step(cx, b, step);
         }
@@ -82,8 +82,8 @@ impl Session {
     /// complete answer goes to the client (Geest's rule).
     pub(super) fn completed(&mut self, b: usize) {
         let up = &self.ups[b];
-        if self.direct.is_none() && self.primary.is_none() && self.client.is_some() && !up.report.truncated {
-            self.primary = Some(b);
+        if self.answer == Answer::First(None) && self.client.is_some() && !up.report.truncated {
+            self.answer = Answer::First(Some(b));
             if let Some(head) = up.report.response.as_ref() {
                 let raw = &up.report.response_raw;
                 queue_head(
@@ -112,7 +112,7 @@ impl Session {
     /// the client gets instead.
     pub(super) fn failed<H>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
         let head_forwarded = self.ups[b].head_forwarded;
-        if self.direct == Some(b) {
+        if self.answer.master() == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {
                 // Part of the response went out: never pad or fake the rest.
                 self.client_keep_alive = false;
@@ -128,9 +128,7 @@ impl Session {
                 };
                 self.reply(cx, status, reason);
             }
-        } else if self.direct.is_none()
-            && self.primary.is_none()
-            && self.selection.iter().all(|i| self.ups[i].state == State::Done)
+        } else if self.answer == Answer::First(None) && self.selection.iter().all(|i| self.ups[i].state == State::Done)
         {
             self.reply(cx, 502, "no backend answered");
         }
@@ -199,7 +197,7 @@ impl Session {
         if let Some(tunnel) = self.tunnel.take() {
             tunnel.close(cx.registry, cx.pool, cx.pipes);
         }
-        if let Some(m) = self.direct {
+        if let Some(m) = self.answer.master() {
             let up = &mut self.ups[m];
             up.finish(outcome, cx.now);
             up.close(cx.registry);

@@ -48,7 +48,11 @@ impl Session {
             // What is owed, in order: proxy-written bytes (heads, answers),
             // then body bytes spliced from the direct master's buffer.
             let head = &self.cout[self.cout_pos.min(self.cout.len())..];
-            let up = self.direct.and_then(|m| self.ups.get_mut(m)).filter(|u| u.splice > 0);
+            let up = self
+                .answer
+                .master()
+                .and_then(|m| self.ups.get_mut(m))
+                .filter(|u| u.splice > 0);
             let body: &[u8] = match up.as_deref() {
                 Some(u) => u.inb.as_ref().map_or(&[], |inb| &inb.data()[..u.splice.min(inb.len())]),
                 None => &[],
@@ -89,7 +93,12 @@ impl Session {
 
     /// Bytes owed to the client are all written.
     pub(super) fn client_flushed(&self) -> bool {
-        self.cout_pos >= self.cout.len() && self.direct.and_then(|m| self.ups.get(m)).is_none_or(|u| u.splice == 0)
+        self.cout_pos >= self.cout.len()
+            && self
+                .answer
+                .master()
+                .and_then(|m| self.ups.get(m))
+                .is_none_or(|u| u.splice == 0)
     }
 
     pub(super) fn advance_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
@@ -167,7 +176,7 @@ impl Session {
             Err(e) => {
                 warn!("{}: bad request body: {} ({})", self.peer, e.reason(), e.status());
                 self.abort_backends(cx);
-                if self.direct.is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty() {
+                if self.answer.master().is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty() {
                     self.close_client(cx.registry);
                 } else {
                     self.reply(cx, e.status(), e.reason());
@@ -188,7 +197,7 @@ impl Session {
                 let room = cap - up.report.request_body.len();
                 up.report.request_body.extend_from_slice(&chunk[..n.min(room)]);
             }
-            if Some(b) == self.direct {
+            if Some(b) == self.answer.master() {
                 continue;
             }
             up.copied += n;
@@ -204,7 +213,7 @@ impl Session {
             }
             up.out.extend_from_slice(chunk);
         }
-        if self.direct.is_some() {
+        if self.answer.master().is_some() {
             self.fwd += n;
         } else {
             self.cin.consume(n);
@@ -229,7 +238,7 @@ impl Session {
         self.phase = Phase::Closing;
         self.client_keep_alive = false;
         self.fwd = 0;
-        if let Some(m) = self.direct {
+        if let Some(m) = self.answer.master() {
             self.ups[m].splice = 0;
         }
         let _ = cx;

@@ -29,7 +29,7 @@ impl Session {
         if !matches!(up.state, State::Connecting | State::Active) || self.phase == Phase::Tunnel {
             return false;
         }
-        let direct = self.direct == Some(b);
+        let direct = self.answer.master() == Some(b);
         let held_by_reader = direct && up.inb.as_ref().is_some_and(Buffer::is_full);
         let waiting_for_body =
             up.state == State::Active && !up.out_complete && up.out_flushed() && (!direct || self.fwd == 0);
@@ -88,7 +88,8 @@ impl Session {
                     "{}: request body made no progress for {:?}; cut",
                     self.peer, cx.cfg.client_idle_timeout
                 );
-                let answered = self.direct.is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty();
+                let answered =
+                    self.answer.master().is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty();
                 self.abort_backends(cx);
                 if answered {
                     self.close_client(cx.registry);

@@ -18,12 +18,16 @@ impl Session {
         let tunnel = self.req.upgrade() || self.req.method() == Method::Connect;
         let picked = cx.hooks.select_backends(&request, backends);
         let mut selection = plan::selection(picked, backends.len(), master, tunnel);
-        self.direct = selection.contains(master).then_some(master);
+        self.answer = if selection.contains(master) {
+            Answer::Master(master)
+        } else {
+            Answer::First(None)
+        };
         // Shadows at their in-flight cap are dropped before anything is
         // sent, never queued in front of the client; a request that loses
         // every shadow is served as master-only (only counted).
         let mut dropped = Selection::none();
-        if self.direct.is_some() {
+        if self.answer.master().is_some() {
             for b in selection.iter().filter(|&b| b != master) {
                 if !cx.backlog.reserve(b, &mut self.ups[b], cx.now) {
                     debug!(
@@ -38,10 +42,9 @@ impl Session {
             }
         }
         self.selection = selection;
-        self.primary = None;
         self.client_done = false;
         let multi = selection.len() > 1;
-        let capture = multi || self.direct.is_none();
+        let capture = multi || self.answer.master().is_none();
         let retryable = self.retryable();
         // Set before dispatching: a backend failing at once may answer the
         // client (and move to Closing) right away.
@@ -51,7 +54,7 @@ impl Session {
         let mut failed = Vec::new();
         for b in selection.iter() {
             let backend = &backends[b];
-            let direct = self.direct == Some(b);
+            let direct = self.answer.master() == Some(b);
             if dropped.contains(b) {
                 let up = &mut self.ups[b];
                 up.begin(false, 0, cx.now);
@@ -142,9 +145,10 @@ impl Session {
     /// The client has its whole response.
     pub(super) fn response_sent(&self) -> bool {
         let flushed = self.client_flushed();
-        match self.direct {
-            Some(m) => self.ups[m].state == State::Done && flushed,
-            None => self.primary.is_some() && flushed,
+        match self.answer {
+            Answer::Master(m) => self.ups[m].state == State::Done && flushed,
+            Answer::First(Some(_)) => flushed,
+            Answer::First(None) | Answer::Nobody => false,
         }
     }
 
@@ -177,7 +181,7 @@ impl Session {
             .iter()
             .filter(|&b| self.ups[b].state != State::Done)
             .fold(Selection::none(), Selection::with);
-        if waiting.is_empty() || self.direct.is_none_or(|m| waiting.contains(m)) {
+        if waiting.is_empty() || self.answer.master().is_none_or(|m| waiting.contains(m)) {
             return false;
         }
         if cx.backlog.is_full() {
@@ -226,8 +230,7 @@ impl Session {
             }
         }
         self.selection = Selection::none();
-        self.direct = None;
-        self.primary = None;
+        self.answer = Answer::Nobody;
         self.req.clear();
         if self.client.is_some() && self.phase == Phase::Exchange {
             self.phase = Phase::Head;

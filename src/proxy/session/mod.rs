@@ -54,6 +54,28 @@ enum Phase {
     Closing,
 }
 
+/// Who answers the client in the current exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// No exchange is under way.
+    Nobody,
+    /// The master: its response streams to the client as it comes.
+    Master(usize),
+    /// Without the master (Geest's rule): the first backend whose response
+    /// is complete, once one is.
+    First(Option<usize>),
+}
+
+impl Answer {
+    /// The master, when it answers.
+    fn master(self) -> Option<usize> {
+        match self {
+            Answer::Master(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// What a session waits for the client to do (each has its deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientWait {
@@ -108,10 +130,8 @@ pub(crate) struct Session {
     /// Body bytes at the front of `cin` scanned and owed to the direct master.
     fwd: usize,
     selection: Selection,
-    /// The master, when selected: its response streams to the client.
-    direct: Option<usize>,
-    /// Without the master: the backend whose response went to the client.
-    primary: Option<usize>,
+    /// Who answers the client in this exchange.
+    answer: Answer,
     client_keep_alive: bool,
     client_done: bool,
     ups: Vec<Upstream>,
@@ -153,8 +173,7 @@ impl Session {
             req_body: BodyDecoder::Done,
             fwd: 0,
             selection: Selection::none(),
-            direct: None,
-            primary: None,
+            answer: Answer::Nobody,
             client_keep_alive: false,
             client_done: false,
             ups: cfg
@@ -179,7 +198,7 @@ impl Session {
     }
 
     pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness) {
-        if let Some(t) = self.tunnel.as_mut().filter(|_| self.direct == Some(backend)) {
+        if let Some(t) = self.tunnel.as_mut().filter(|_| self.answer.master() == Some(backend)) {
             t.on_master_event(ready);
         } else if let Some(up) = self.ups.get_mut(backend) {
             up.ready.merge(ready);
@@ -270,7 +289,7 @@ impl Session {
     /// The client is gone: what only it needed stops, shadows go on.
     fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
         self.close_client(cx.registry);
-        if let Some(m) = self.direct {
+        if let Some(m) = self.answer.master() {
             let up = &mut self.ups[m];
             if !matches!(up.state, State::Done | State::Idle) {
                 up.finish(Outcome::Skipped, cx.now);
