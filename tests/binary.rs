@@ -393,3 +393,55 @@ fn failed_backend_exchanges_are_logged() {
     let _ = child.wait();
     assert!(log.contains("shadow new GET /hello: refused"), "{log}");
 }
+
+#[test]
+fn the_descriptor_limit_and_the_connection_cap_are_logged() {
+    let master = TestBackend::ok("fine");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A soft limit below the hard one: kage raises it and says so.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_kage"))
+        .args(["--listen", &addr.to_string(), "--master", &master.addr.to_string()])
+        .args(["--max-connections", "1"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < QUICK, "kage did not start listening");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The probe above may still hold the one place; two more wait.
+    let held = TcpStream::connect(addr).unwrap();
+    let waiting = TcpStream::connect(addr).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let _ = child.wait();
+    drop((held, waiting));
+    // A hard limit that is a number (not "unlimited") is what kage raises to.
+    let hard = String::from_utf8(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -H -n")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse::<u64>()
+    .ok();
+    if let Some(hard) = hard.filter(|&h| h > 512) {
+        assert!(log.contains(&format!("descriptor limit {hard};")), "{log}");
+    }
+    assert!(log.contains("at most 1 client connection(s)"), "{log}");
+    let capped = log.matches("accepting paused until one closes").count();
+    assert_eq!(capped, 1, "one line at the cap, not one per attempt:\n{log}");
+}
