@@ -46,6 +46,7 @@ pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, 
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::CLIENT_BUFFER;
 pub use stats::{DropReason, Stats};
+pub use tunnel::TUNNEL_PASSES;
 pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
 
 use crate::runtime::net::Readiness;
@@ -70,6 +71,12 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     pool: BufferPool,
     pools: Pools,
     pipes: PipePool,
+    /// Sessions whose pump yielded with work left: pumped again next turn.
+    hot: Vec<usize>,
+    /// The previous turn's `hot` (kept to reuse its allocation).
+    hot_spare: Vec<usize>,
+    /// When the first of `hot` yielded: a deadline already past.
+    hot_since: Option<Instant>,
     backlog: Backlog,
     stats: Arc<Stats>,
 }
@@ -86,6 +93,9 @@ impl<H: Hooks> Proxy<H> {
         Ok(Proxy {
             pools,
             pipes: PipePool::new(),
+            hot: Vec::new(),
+            hot_spare: Vec::new(),
+            hot_since: None,
             backlog: Backlog::new(stats.clone(), &cfg, now),
             stats,
             cfg,
@@ -228,8 +238,12 @@ impl<H: Hooks> Proxy<H> {
         true
     }
 
-    /// The next moment [`on_timeout`](Self::on_timeout) has work.
+    /// The next moment [`on_timeout`](Self::on_timeout) has work (now,
+    /// when a busy tunnel yielded to others).
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.hot_since.is_some() {
+            return self.hot_since;
+        }
         [
             self.sweep.deadline(),
             self.acceptor.deadline(),
@@ -253,6 +267,16 @@ impl<H: Hooks> Proxy<H> {
     /// [`next_deadline`](Self::next_deadline) has passed (poll timeouts are
     /// in milliseconds: round up); calling it more often is harmless.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
+        self.hot_since = None;
+        let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
+        for &slot in &hot {
+            if let Some(s) = self.sessions.get_mut(slot) {
+                s.queued = false;
+            }
+            self.pump(registry, slot, now);
+        }
+        self.hot_spare = hot;
+        self.hot_spare.clear();
         if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
         }
@@ -436,6 +460,11 @@ impl<H: Hooks> Proxy<H> {
             return;
         }
         s.release_buffers(&mut self.pool);
+        if s.yielded && !s.queued {
+            s.queued = true;
+            self.hot.push(slot);
+            self.hot_since.get_or_insert(now);
+        }
         self.sweep.note(s.deadline(&self.cfg));
     }
 }

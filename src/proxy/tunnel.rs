@@ -12,6 +12,10 @@ use crate::runtime::flow::{self, Flow, Side};
 use crate::runtime::net::Readiness;
 use crate::runtime::pipe::{self, PipePool};
 
+/// Most passes a tunnel makes in one pump: a busy one then yields to the
+/// other connections and is pumped again on the proxy's next turn.
+pub const TUNNEL_PASSES: usize = 16;
+
 /// Both sockets of a tunnel and what is held between them.
 #[derive(Debug)]
 pub(crate) struct Tunnel {

@@ -22,7 +22,7 @@ use super::plan;
 use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
-use super::tunnel::{End, Tunnel};
+use super::tunnel::{End, TUNNEL_PASSES, Tunnel};
 use super::upstream::{BACKEND_BUFFER, PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
@@ -147,6 +147,10 @@ pub(crate) struct Session {
     served: bool,
     /// After 101 or a 2xx to CONNECT: the client and master sockets.
     tunnel: Option<Box<Tunnel>>,
+    /// The last pump stopped at its pass limit with work left.
+    pub(crate) yielded: bool,
+    /// In the proxy's list of sessions to pump again.
+    pub(crate) queued: bool,
 }
 
 impl Session {
@@ -187,6 +191,8 @@ impl Session {
             head_since: now,
             served: false,
             tunnel: None,
+            yielded: false,
+            queued: false,
         }
     }
 
@@ -254,8 +260,16 @@ impl Session {
 
     /// Makes every move readiness and buffers allow.
     pub(crate) fn pump<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        self.yielded = false;
+        let mut tunnel_passes = 0;
         for _ in 0..PUMP_BUDGET {
             if self.tunnel.is_some() {
+                // A busy tunnel yields to the others, as a routed stream does.
+                if tunnel_passes == TUNNEL_PASSES {
+                    self.yielded = true;
+                    return;
+                }
+                tunnel_passes += 1;
                 if !self.pump_tunnel(cx) {
                     return;
                 }
