@@ -382,6 +382,15 @@ impl Client {
         };
         let text = String::from_utf8_lossy(&self.buf[..len]).into_owned();
         let status = head.status();
+        if head.framing() == kage::http::Framing::Tunnel {
+            // No HTTP after a 101 or a 2xx to CONNECT: the head alone.
+            self.buf.drain(..len);
+            return Some(Response {
+                status,
+                head: text,
+                body: Vec::new(),
+            });
+        }
         let interim = head.is_interim();
         let mut body = Vec::new();
         let mut dec = BodyDecoder::new(head.framing());
