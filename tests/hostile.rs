@@ -471,3 +471,26 @@ fn ambiguous_framing_reaches_the_master_and_shadow_in_one_canonical_form() {
     }
     assert_eq!(master.requests().len(), before, "nothing refused was forwarded");
 }
+
+#[test]
+fn a_master_that_never_answers_100_continue_is_the_masters_timeout() {
+    // The master reads the head and says nothing: the client waits for 100.
+    let master = TestBackend::start(|conn, _| {
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        thread::sleep(Duration::from_secs(5));
+    });
+    let proxy = ProxySpec::new(master.addr, &[])
+        .tweak(|c| {
+            c.backends[0].timeout = ms(300);
+            c.client_idle_timeout = Duration::from_secs(30);
+        })
+        .start();
+    let mut c = Client::connect(proxy.addr);
+    let start = Instant::now();
+    c.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let (status, at) = answer_within(&mut c, Duration::from_secs(5));
+    let took = at - start;
+    assert_eq!(status, 504, "the master did not answer in time");
+    assert!(took >= ms(250) && took < ms(2000), "504 after {took:?}");
+}

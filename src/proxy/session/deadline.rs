@@ -31,8 +31,15 @@ impl Session {
         }
         let direct = self.answer.master() == Some(b);
         let held_by_reader = direct && up.inb.as_ref().is_some_and(Buffer::is_full);
-        let waiting_for_body =
-            up.state == State::Active && !up.out_complete && up.out_flushed() && (!direct || self.fwd == 0);
+        // A client that sent Expect: 100-continue waits for the master's
+        // answer before its body: until the master sends a byte, the wait
+        // is the master's.
+        let master_owes_100 = direct && self.req.expect_continue() && up.report.bytes == 0;
+        let waiting_for_body = up.state == State::Active
+            && !up.out_complete
+            && up.out_flushed()
+            && (!direct || self.fwd == 0)
+            && !master_owes_100;
         !held_by_reader && !waiting_for_body
     }
 
