@@ -16,7 +16,7 @@ impl Session {
         }
         // The master: body bytes straight from the client's buffer, and its
         // heads rewritten for the client as they come.
-        let (cout, scratch, keep_alive) = (&mut self.cout, &mut self.scratch, &mut self.client_keep_alive);
+        let (cout, scratch, response) = (&mut self.cout, &mut self.scratch, &mut self.response);
         let answer = plan::KeepAnswer {
             client_asked: self.req.keep_alive(),
             master_allows: false,
@@ -30,12 +30,13 @@ impl Session {
             let connection = if head.is_interim() {
                 Connection::Omit
             } else {
-                *keep_alive = plan::KeepAnswer {
+                let keep = plan::KeepAnswer {
                     master_allows: head.keep_alive(),
                     ..answer
                 }
                 .keep(rule);
-                plan::client_connection(head.framing(), head.status(), *keep_alive)
+                *response = Reply::Sending { keep };
+                plan::client_connection(head.framing(), head.status(), keep)
             };
             queue_head(cout, scratch, head, raw, &HeadRewrite::new(connection));
         });
@@ -115,8 +116,7 @@ impl Session {
         if self.answer.master() == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {
                 // Part of the response went out: never pad or fake the rest.
-                self.client_keep_alive = false;
-                self.client_done = true;
+                self.response = Reply::Sent { keep: false };
                 if self.client_flushed() {
                     self.close_client(cx.registry);
                 }

@@ -236,7 +236,7 @@ impl Session {
         self.cout_pos = 0;
         reply::error(status, reason, &mut self.cout);
         self.phase = Phase::Closing;
-        self.client_keep_alive = false;
+        self.response = Reply::Sending { keep: false };
         self.fwd = 0;
         if let Some(m) = self.answer.master() {
             self.ups[m].splice = 0;

@@ -42,7 +42,7 @@ impl Session {
             }
         }
         self.selection = selection;
-        self.client_done = false;
+        self.response = Reply::Owed;
         let multi = selection.len() > 1;
         let capture = multi || self.answer.master().is_none();
         let retryable = self.retryable();
@@ -119,14 +119,15 @@ impl Session {
             Phase::Tunnel => false,
             Phase::Exchange => {
                 let mut progress = false;
-                if !self.client_done && self.response_sent() {
-                    self.client_done = true;
+                if !self.response.is_sent() && self.response_sent() {
+                    let keep = self.response.keep();
+                    self.response = Reply::Sent { keep };
                     progress = true;
-                    if !self.client_keep_alive || !self.req_body.is_done() {
+                    if !keep || !self.req_body.is_done() {
                         self.close_client(cx.registry);
                     }
                 }
-                if self.client_done && self.client.is_some() && cx.cfg.keep_alive == KeepAlive::Always {
+                if self.response.is_sent() && self.client.is_some() && cx.cfg.keep_alive == KeepAlive::Always {
                     // Shadows may go on answering while the client is idle;
                     // they move to the backlog only if a next request comes
                     // first (no syscall for the common case).
@@ -134,7 +135,7 @@ impl Session {
                     self.head_since = cx.now;
                     progress = true;
                 }
-                if self.client_done || self.client.is_none() {
+                if self.response.is_sent() || self.client.is_none() {
                     progress |= self.finish_exchange(cx);
                 }
                 progress

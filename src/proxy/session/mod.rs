@@ -76,6 +76,28 @@ impl Answer {
     }
 }
 
+/// Where the client's response stands in the current exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// No response head has gone to the client yet.
+    Owed,
+    /// A response is going out; the connection stays after it when `keep`.
+    Sending { keep: bool },
+    /// The client has all of its response there will be.
+    Sent { keep: bool },
+}
+
+impl Reply {
+    /// The connection may carry the client's next request.
+    fn keep(self) -> bool {
+        matches!(self, Reply::Sending { keep: true } | Reply::Sent { keep: true })
+    }
+
+    fn is_sent(self) -> bool {
+        matches!(self, Reply::Sent { .. })
+    }
+}
+
 /// What a session waits for the client to do (each has its deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientWait {
@@ -132,8 +154,8 @@ pub(crate) struct Session {
     selection: Selection,
     /// Who answers the client in this exchange.
     answer: Answer,
-    client_keep_alive: bool,
-    client_done: bool,
+    /// Where the client's response stands.
+    response: Reply,
     ups: Vec<Upstream>,
     exchange_id: u64,
     /// The last byte moved to or from the client.
@@ -178,8 +200,7 @@ impl Session {
             fwd: 0,
             selection: Selection::none(),
             answer: Answer::Nobody,
-            client_keep_alive: false,
-            client_done: false,
+            response: Reply::Owed,
             ups: cfg
                 .backends
                 .iter()
