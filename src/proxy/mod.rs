@@ -30,6 +30,7 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::runtime::buffer::BufferPool;
+use crate::runtime::hot::Hot;
 use crate::runtime::listen::Acceptor;
 pub use crate::runtime::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
 use crate::runtime::pipe::PipePool;
@@ -71,12 +72,8 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     pool: BufferPool,
     pools: Pools,
     pipes: PipePool,
-    /// Sessions whose pump yielded with work left: pumped again next turn.
-    hot: Vec<usize>,
-    /// The previous turn's `hot` (kept to reuse its allocation).
-    hot_spare: Vec<usize>,
-    /// When the first of `hot` yielded: a deadline already past.
-    hot_since: Option<Instant>,
+    /// Sessions whose pump (a busy tunnel) yielded with work left.
+    hot: Hot,
     backlog: Backlog,
     stats: Arc<Stats>,
 }
@@ -93,9 +90,7 @@ impl<H: Hooks> Proxy<H> {
         Ok(Proxy {
             pools,
             pipes: PipePool::new(),
-            hot: Vec::new(),
-            hot_spare: Vec::new(),
-            hot_since: None,
+            hot: Hot::default(),
             backlog: Backlog::new(stats.clone(), &cfg, now),
             stats,
             cfg,
@@ -241,8 +236,8 @@ impl<H: Hooks> Proxy<H> {
     /// The next moment [`on_timeout`](Self::on_timeout) has work (now,
     /// when a busy tunnel yielded to others).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.hot_since.is_some() {
-            return self.hot_since;
+        if let Some(at) = self.hot.deadline() {
+            return Some(at);
         }
         [
             self.sweep.deadline(),
@@ -267,16 +262,14 @@ impl<H: Hooks> Proxy<H> {
     /// [`next_deadline`](Self::next_deadline) has passed (poll timeouts are
     /// in milliseconds: round up); calling it more often is harmless.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
-        self.hot_since = None;
-        let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
+        let hot = self.hot.take();
         for &slot in &hot {
             if let Some(s) = self.sessions.get_mut(slot) {
                 s.queued = false;
             }
             self.pump(registry, slot, now);
         }
-        self.hot_spare = hot;
-        self.hot_spare.clear();
+        self.hot.put_back(hot);
         if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
         }
@@ -462,8 +455,7 @@ impl<H: Hooks> Proxy<H> {
         s.release_buffers(&mut self.pool);
         if s.yielded && !s.queued {
             s.queued = true;
-            self.hot.push(slot);
-            self.hot_since.get_or_insert(now);
+            self.hot.push(slot, now);
         }
         self.sweep.note(s.deadline(&self.cfg));
     }

@@ -14,6 +14,7 @@ use super::Router;
 use super::conn::{Conn, Cx};
 use super::settings::Settings;
 use crate::runtime::buffer::BufferPool;
+use crate::runtime::hot::Hot;
 use crate::runtime::listen::Acceptor;
 use crate::runtime::net::Readiness;
 use crate::runtime::pipe::{self, PipePool};
@@ -30,12 +31,8 @@ pub struct Relay<R: Router> {
     conns: Slab<Conn>,
     tokens: Option<Tokens>,
     sweep: Sweep,
-    /// Connections whose pump yielded with work left: pumped again next turn.
-    hot: Vec<usize>,
-    /// The previous turn's `hot` (kept to reuse its allocation).
-    hot_spare: Vec<usize>,
-    /// When the first of `hot` yielded: a deadline already past.
-    hot_since: Option<Instant>,
+    /// Connections whose pump yielded with work left.
+    hot: Hot,
     /// A connection ended while accepting may be pending: accept once the
     /// current event is handled (not from inside a pump: no recursion).
     wants_accept: bool,
@@ -59,9 +56,7 @@ impl<R: Router> Relay<R> {
             conns: Slab::new(),
             tokens: None,
             sweep: Sweep::new(Instant::now()),
-            hot: Vec::new(),
-            hot_spare: Vec::new(),
-            hot_since: None,
+            hot: Hot::default(),
             wants_accept: false,
             pool: BufferPool::default(),
             pipes: PipePool::new(),
@@ -149,8 +144,8 @@ impl<R: Router> Relay<R> {
     /// The next moment [`on_timeout`](Self::on_timeout) has work (now, when
     /// a busy connection yielded to others).
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.hot_since.is_some() {
-            return self.hot_since;
+        if let Some(at) = self.hot.deadline() {
+            return Some(at);
         }
         [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
             .into_iter()
@@ -167,16 +162,14 @@ impl<R: Router> Relay<R> {
 
     /// Applies what is due at `now` and resumes connections that yielded.
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
-        self.hot_since = None;
-        let hot = std::mem::replace(&mut self.hot, std::mem::take(&mut self.hot_spare));
+        let hot = self.hot.take();
         for &slot in &hot {
             if let Some(c) = self.conns.get_mut(slot) {
                 c.queued = false;
             }
             self.pump(registry, slot, now);
         }
-        self.hot_spare = hot;
-        self.hot_spare.clear();
+        self.hot.put_back(hot);
         if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
         }
@@ -274,8 +267,7 @@ impl<R: Router> Relay<R> {
         }
         if c.yielded && !c.queued {
             c.queued = true;
-            self.hot.push(slot);
-            self.hot_since.get_or_insert(now);
+            self.hot.push(slot, now);
         }
         self.sweep.note(c.deadline(&self.settings));
     }

@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod fds;
 pub(crate) mod flow;
+pub(crate) mod hot;
 pub(crate) mod listen;
 pub mod net;
 pub mod pipe;
