@@ -176,7 +176,7 @@ impl Upstream {
     }
 
     /// Checks a connect under way; true when it just finished.
-    pub(crate) fn poll_connect(&mut self) -> Result<bool, Failure> {
+    fn poll_connect(&mut self) -> Result<bool, Failure> {
         if self.state != State::Connecting || !(self.ready.writable || self.ready.readable) {
             return Ok(false);
         }
@@ -197,7 +197,7 @@ impl Upstream {
     }
 
     /// Writes from `out`; returns bytes written, or the failure.
-    pub(crate) fn write_out(&mut self) -> Result<usize, Failure> {
+    fn write_out(&mut self) -> Result<usize, Failure> {
         let n = write_ready(
             self.sock.as_mut(),
             &mut self.ready,
@@ -214,7 +214,7 @@ impl Upstream {
     }
 
     /// Writes `data` (bytes owned by someone else); returns how many went.
-    pub(crate) fn write_slice(&mut self, data: &[u8]) -> Result<usize, Failure> {
+    fn write_slice(&mut self, data: &[u8]) -> Result<usize, Failure> {
         write_ready(self.sock.as_mut(), &mut self.ready, data)
     }
 
@@ -249,7 +249,7 @@ impl Upstream {
     }
 
     /// Parses a response head from the front of the buffer.
-    pub(crate) fn parse_head(&mut self, ctx: RequestContext) -> Result<Option<usize>, crate::http::Error> {
+    fn parse_head(&mut self, ctx: RequestContext) -> Result<Option<usize>, crate::http::Error> {
         let Some(inb) = self.inb.as_ref() else { return Ok(None) };
         match self.head.parse(inb.data(), ctx)? {
             HeadStatus::Partial => Ok(None),
@@ -259,7 +259,7 @@ impl Upstream {
 
     /// Keeps head bytes for the report (the final head only: its spans are
     /// offsets into `response_raw`).
-    pub(crate) fn capture_head(&mut self, len: usize) {
+    fn capture_head(&mut self, len: usize) {
         if !self.capture {
             return;
         }
@@ -273,7 +273,7 @@ impl Upstream {
 
     /// Scans response body bytes from `from` in the buffer; returns how many
     /// belong to the body. Captures raw and decoded bytes up to the cap.
-    pub(crate) fn scan_body(&mut self, from: usize) -> Result<usize, crate::http::Error> {
+    fn scan_body(&mut self, from: usize) -> Result<usize, crate::http::Error> {
         let Some(inb) = self.inb.as_ref() else { return Ok(0) };
         let input = inb.data().get(from..).unwrap_or_default();
         let cap = self.capture_cap;
@@ -429,7 +429,7 @@ impl Upstream {
     }
 
     /// What the backend closing its connection means now.
-    pub(crate) fn at_eof(&mut self) -> Step {
+    fn at_eof(&mut self) -> Step {
         if self.head.is_complete() {
             return match self.body.finish() {
                 Ok(()) => {
@@ -450,7 +450,7 @@ impl Upstream {
 
     /// What an I/O failure means now: a reset before any response byte on a
     /// reused connection is a stale connection.
-    pub(crate) fn io_failed(&self, f: Failure) -> Step {
+    fn io_failed(&self, f: Failure) -> Step {
         if f == Failure::Reset && self.report.bytes == 0 && self.reused && self.retryable {
             Step::Stale
         } else {
@@ -460,7 +460,7 @@ impl Upstream {
 
     /// Sends the request again on a fresh connection (a reused one was
     /// stale). The report keeps the request it carries.
-    pub(crate) fn retry_fresh(
+    fn retry_fresh(
         &mut self,
         addr: SocketAddr,
         registry: &Registry,
@@ -570,7 +570,7 @@ impl Upstream {
 
     /// Ends the exchange with a complete response; the connection stays
     /// only when it may carry another request.
-    pub(crate) fn complete(&mut self, registry: &Registry, now: Instant) {
+    fn complete(&mut self, registry: &Registry, now: Instant) {
         let leftover = self.inb.as_ref().is_some_and(|i| i.len() > self.splice);
         self.finish(Outcome::Complete, now);
         if !self.reusable || leftover || !self.out_flushed() {
@@ -653,14 +653,14 @@ pub(crate) enum Step {
     Idle,
     /// Bytes moved; the response is not complete yet.
     Progress,
-    /// The response is complete: call [`Upstream::complete`].
+    /// The response is complete ([`Upstream::settle`] ends the exchange).
     Complete,
     /// The backend failed.
     Failed(Outcome),
     /// The response is not valid HTTP/1.
     Invalid(crate::http::Error),
-    /// A reused connection closed before any response byte: call
-    /// [`Upstream::retry_fresh`].
+    /// A reused connection closed before any response byte
+    /// ([`Upstream::settle`] retries once on a fresh one).
     Stale,
     /// A streamed response turned the connection into a tunnel (101, or a
     /// 2xx to CONNECT).

@@ -121,8 +121,8 @@ impl Readiness {
         io
     }
 
-    /// Updates after a read into `room` bytes made some other way (splice).
-    pub fn after_read(&mut self, io: Io, room: usize) {
+    /// Updates after a read into `room` bytes.
+    fn after_read(&mut self, io: Io, room: usize) {
         match io {
             Io::WouldBlock => self.readable = false,
             Io::Done(n) if n < room && !self.read_closed => self.readable = false,
@@ -130,8 +130,8 @@ impl Readiness {
         }
     }
 
-    /// Updates after a write of `len` bytes made some other way (splice).
-    pub fn after_write(&mut self, io: Io, len: usize) {
+    /// Updates after a write of `len` bytes.
+    fn after_write(&mut self, io: Io, len: usize) {
         match io {
             Io::WouldBlock => self.writable = false,
             Io::Done(n) if n < len => self.writable = false,
