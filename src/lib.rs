@@ -47,7 +47,7 @@
 //!   |                Services)
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! values             value parsers the config readers share: durations,
-//!                    addresses, file:line positions
+//!                    sizes, addresses, file:line positions
 //! ```
 //!
 //! [`http`] never imports mio or `std::net`; [`proxy`] never parses bytes

@@ -1,6 +1,6 @@
 //! Value parsers every config reader shares (flags, kage.toml,
-//! routes.toml): durations, addresses, and `file:line` positions. Below
-//! every reader, importing none of them.
+//! routes.toml): durations, sizes, addresses, and `file:line` positions.
+//! Below every reader, importing none of them.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -33,6 +33,37 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         .ok_or_else(|| "too large".to_string())
 }
 
+/// The units [`parse_size`] knows, for its errors.
+const SIZE_UNITS: &str = "B, KiB, MiB, GiB (1024-based) or K, KB, M, MB, G, GB (1000-based)";
+
+/// `16384`, `64KiB`, `16 KiB`, `1MB`: a whole number of bytes, optionally
+/// with a unit (case ignored). One rule, as IEC and SI define them: with an
+/// `i` 1024-based (KiB, MiB, GiB), without 1000-based (K, KB, M, MB, G, GB),
+/// so `16K` is 16000 bytes.
+pub fn parse_size(v: &str) -> Result<usize, String> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "expected a size like 16384, 64KiB or 1MiB: a whole number, optionally with a unit: {SIZE_UNITS}"
+        ));
+    }
+    let too_large = || format!("too large: at most {} bytes", usize::MAX);
+    let n: usize = digits.parse().map_err(|_| too_large())?;
+    let unit = unit.trim_start();
+    let per: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?}: use {SIZE_UNITS}")),
+    };
+    n.checked_mul(per).ok_or_else(too_large)
+}
+
 /// 1-based line number of byte `offset`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count()
@@ -51,6 +82,36 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16384"), Ok(16384));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("5B"), Ok(5));
+        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("16 KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("16k"), Ok(16_000));
+        assert_eq!(parse_size("16K"), Ok(16_000));
+        assert_eq!(parse_size("16KB"), Ok(16_000));
+        assert_eq!(parse_size("3M"), Ok(3_000_000));
+        assert_eq!(parse_size("3mb"), Ok(3_000_000));
+        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+    }
+
+    #[test]
+    fn bad_sizes_say_what_is_expected() {
+        for bad in ["", "lots", "-5", "+5", " 5", "KiB"] {
+            assert!(parse_size(bad).unwrap_err().contains("expected a size like"), "{bad:?}");
+        }
+        for bad in ["1.5KiB", "5 XB", "5KiB!", "5TiB"] {
+            assert!(parse_size(bad).unwrap_err().contains("unknown unit"), "{bad:?}");
+        }
+        assert!(parse_size("99999999999999GiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999999999999999").unwrap_err().contains("too large"));
     }
 
     #[test]

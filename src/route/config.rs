@@ -13,7 +13,7 @@ pub use super::settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
 };
 use super::{Action, Matcher, Rule, Rules};
-use crate::values::{line_of, parse_duration, resolve};
+use crate::values::{line_of, parse_duration, parse_size, resolve};
 
 /// A loaded router configuration.
 #[derive(Debug, Clone)]
@@ -53,7 +53,8 @@ struct RawConfig {
     connect_timeout: Option<Spanned<String>>,
     inactivity_timeout: Option<Spanned<String>>,
     peek_timeout: Option<Spanned<String>>,
-    max_peek: Option<Spanned<i64>>,
+    /// A byte count or a size string (`"16KiB"`).
+    max_peek: Option<Spanned<toml::Value>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -96,15 +97,21 @@ pub fn parse(text: &str, file: &str) -> Result<RouteConfig, String> {
     };
     let max_peek = match &raw.max_peek {
         None => DEFAULT_MAX_PEEK,
-        Some(s) => usize::try_from(*s.get_ref())
-            .ok()
-            .filter(|n| (1..=MAX_MAX_PEEK).contains(n))
-            .ok_or_else(|| {
+        Some(s) => {
+            let bytes = match s.get_ref() {
+                toml::Value::Integer(n) => usize::try_from(*n).ok(),
+                toml::Value::String(v) => {
+                    Some(parse_size(v).map_err(|e| format!("{}: max_peek = {v:?}: {e}", at(s.span())))?)
+                }
+                _ => None,
+            };
+            bytes.filter(|n| (1..=MAX_MAX_PEEK).contains(n)).ok_or_else(|| {
                 format!(
-                    "{}: max_peek: expected a byte count from 1 to {MAX_MAX_PEEK}",
+                    "{}: max_peek: expected a byte count from 1 to {MAX_MAX_PEEK}, or a size like \"16KiB\"",
                     at(s.span())
                 )
-            })?,
+            })?
+        }
     };
     let mut rules = Rules::default();
     for spanned in &raw.rule {
@@ -257,10 +264,25 @@ to = ["127.0.0.1:9000"]
     }
 
     #[test]
+    fn max_peek_takes_a_size() {
+        let c = parse("max_peek = \"16KiB\"\n", "routes.toml").unwrap();
+        assert_eq!(c.max_peek, 16 * 1024);
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let cases: &[(&str, &str)] = &[
             ("connect_timeout = \"2\"\n", "routes.toml:1: connect_timeout"),
             ("\n\nmax_peek = 0\n", "routes.toml:3: max_peek"),
+            (
+                "\nmax_peek = \"lots\"\n",
+                "routes.toml:2: max_peek = \"lots\": expected a size like",
+            ),
+            (
+                "max_peek = \"2MiB\"\n",
+                "routes.toml:1: max_peek: expected a byte count from 1 to",
+            ),
+            ("max_peek = true\n", "routes.toml:1: max_peek: expected a byte count"),
             ("listen = \"nowhere\"\n", "routes.toml:1: listen"),
             (
                 "[[rule]]\nname = \"x\"\nregex = '('\nto = [\"127.0.0.1:1\"]\n",
