@@ -9,6 +9,7 @@
 mod config;
 mod forwarded;
 mod hooks;
+mod parked;
 mod pending;
 mod plan;
 mod pool;
@@ -44,8 +45,9 @@ pub use config::{
     DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
+pub use parked::KEEP_BACKEND_WHILE_IDLE;
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
-pub use session::CLIENT_BUFFER;
+pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
 pub use stats::{DropReason, Stats};
 pub use tunnel::TUNNEL_PASSES;
 pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
@@ -54,16 +56,37 @@ use crate::runtime::net::Readiness;
 use crate::runtime::server::Service;
 pub use crate::runtime::server::ShutdownMode;
 use crate::runtime::tokens::{Target, Tokens};
+use parked::Parked;
 use pending::Backlog;
 use pool::Pools;
 use session::{Cx, Session};
+
+/// What a slot of the proxy's slab holds: a client connection waiting with
+/// nothing buffered (a hundred bytes or so), or one being served.
+enum Conn {
+    Parked(Parked),
+    Live(Box<Session>),
+}
+
+impl Conn {
+    fn deadline(&self, cfg: &Config) -> Option<Instant> {
+        match self {
+            Conn::Parked(p) => Some(p.deadline(cfg)),
+            Conn::Live(s) => s.deadline(cfg),
+        }
+    }
+}
 
 /// The shadow proxy: see the [module docs](self).
 pub struct Proxy<H: Hooks = DefaultHooks> {
     cfg: Config,
     hooks: H,
     acceptor: Acceptor,
-    sessions: Slab<Session>,
+    sessions: Slab<Conn>,
+    /// Emptied sessions for parked connections that come back (boxed: they
+    /// move in and out of the slab as a pointer).
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Session>>,
     tokens: Option<Tokens>,
     sweep: Sweep,
     next_id: u64,
@@ -97,6 +120,7 @@ impl<H: Hooks> Proxy<H> {
             hooks,
             acceptor,
             sessions: Slab::new(),
+            spare: Vec::new(),
             tokens: None,
             sweep: Sweep::new(now),
             next_id: 0,
@@ -213,17 +237,26 @@ impl<H: Hooks> Proxy<H> {
                 self.accept(registry, now);
             }
             Target::Client(slot) => {
-                if let Some(s) = self.sessions.get_mut(slot) {
-                    s.on_client_event(ready);
+                let wake = match self.sessions.get_mut(slot) {
+                    Some(Conn::Live(s)) => {
+                        s.on_client_event(ready);
+                        true
+                    }
+                    Some(Conn::Parked(p)) => p.on_client_event(ready),
+                    None => false,
+                };
+                if wake {
                     self.pump(registry, slot, now);
                 }
             }
-            Target::Backend(slot, b) => {
-                if let Some(s) = self.sessions.get_mut(slot) {
+            Target::Backend(slot, b) => match self.sessions.get_mut(slot) {
+                Some(Conn::Live(s)) => {
                     s.on_backend_event(b, ready);
                     self.pump(registry, slot, now);
                 }
-            }
+                Some(Conn::Parked(p)) => p.on_backend_event(b, ready, registry),
+                None => {}
+            },
             Target::Pending(slot, b) => {
                 if self.backlog.on_event(slot, b, ready) {
                     self.pump_pending(registry, tokens, slot, now);
@@ -264,10 +297,10 @@ impl<H: Hooks> Proxy<H> {
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
         let hot = self.hot.take();
         for &slot in &hot {
-            if let Some(s) = self.sessions.get_mut(slot) {
+            if let Some(Conn::Live(s)) = self.sessions.get_mut(slot) {
                 s.queued = false;
+                self.pump(registry, slot, now);
             }
-            self.pump(registry, slot, now);
         }
         self.hot.put_back(hot);
         if self.acceptor.on_timeout(now) {
@@ -280,15 +313,9 @@ impl<H: Hooks> Proxy<H> {
             if open > 0 {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
-            for s in self.sessions.drain() {
-                s.close_all(
-                    registry,
-                    &mut self.pool,
-                    &mut self.pools,
-                    &mut self.pipes,
-                    &mut self.backlog,
-                    now,
-                );
+            let conns: Vec<Conn> = self.sessions.drain().collect();
+            for conn in conns {
+                self.close_conn(registry, conn, now);
             }
             self.stats.set_connections(0);
             self.backlog.close(registry, &mut self.pool);
@@ -296,10 +323,22 @@ impl<H: Hooks> Proxy<H> {
         let cfg = &self.cfg;
         let due = self
             .sweep
-            .take_due(now, self.sessions.iter().map(|(slot, s)| (slot, s.deadline(cfg))));
+            .take_due(now, self.sessions.iter().map(|(slot, c)| (slot, c.deadline(cfg))));
         for &slot in &due {
-            self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
-            self.after_pump(registry, slot, now);
+            match self.sessions.get_mut(slot) {
+                Some(Conn::Parked(p)) => {
+                    if p.on_timeout(&self.cfg, registry, &mut self.pools, now) {
+                        self.sweep.note(Some(p.deadline(&self.cfg)));
+                    } else {
+                        self.remove(registry, slot, now);
+                    }
+                }
+                Some(Conn::Live(_)) => {
+                    self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
+                    self.after_pump(registry, slot, now);
+                }
+                None => {}
+            }
         }
         self.sweep.put_back(due);
         self.backlog.on_timeout(
@@ -371,15 +410,60 @@ impl<H: Hooks> Proxy<H> {
                 continue;
             }
             debug!("{peer}: accepted");
-            entry.insert(Session::new(sock, peer, &self.cfg, now, &mut self.pool, &self.stats));
+            entry.insert(Conn::Parked(Parked::accepted(sock, peer, now)));
             self.stats.set_connections(self.sessions.len());
             self.after_pump(registry, slot, now);
         }
     }
 
     fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
+        self.wake(slot, now);
         self.with_session(registry, slot, now, |s, cx| s.pump(cx));
         self.after_pump(registry, slot, now);
+    }
+
+    /// Brings a parked connection back into a session (a spare one when
+    /// there is one).
+    fn wake(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.sessions.get_mut(slot) else {
+            return;
+        };
+        if matches!(conn, Conn::Live(_)) {
+            return;
+        }
+        let session = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Box::new(Session::new(&self.cfg, now, &self.stats)));
+        if let Conn::Parked(p) = std::mem::replace(conn, Conn::Live(session)) {
+            if let Conn::Live(s) = conn {
+                s.revive(p);
+            }
+        }
+    }
+
+    /// Drops connection `slot` and closes it.
+    fn remove(&mut self, registry: &Registry, slot: usize, now: Instant) {
+        let conn = self.sessions.remove(slot);
+        self.stats.set_connections(self.sessions.len());
+        self.close_conn(registry, conn, now);
+        if self.acceptor.may_accept() {
+            self.accept(registry, now);
+        }
+    }
+
+    fn close_conn(&mut self, registry: &Registry, conn: Conn, now: Instant) {
+        match conn {
+            Conn::Parked(p) => p.close(registry, &mut self.pools, now),
+            Conn::Live(s) => s.close_all(
+                registry,
+                &mut self.pool,
+                &mut self.pools,
+                &mut self.pipes,
+                &mut self.backlog,
+                now,
+            ),
+        }
     }
 
     /// Runs `f` on session `slot` with the context sessions work in.
@@ -391,7 +475,9 @@ impl<H: Hooks> Proxy<H> {
         f: impl FnOnce(&mut Session, &mut Cx<'_, H>),
     ) {
         let Some(tokens) = self.tokens else { return };
-        let Some(s) = self.sessions.get_mut(slot) else { return };
+        let Some(Conn::Live(s)) = self.sessions.get_mut(slot) else {
+            return;
+        };
         let mut cx = Cx {
             cfg: &self.cfg,
             hooks: &mut self.hooks,
@@ -433,26 +519,37 @@ impl<H: Hooks> Proxy<H> {
         );
     }
 
-    /// Drops a finished session, or folds its next deadline into the sweep.
+    /// Drops a finished session, parks one waiting with nothing to do, or
+    /// folds its next deadline into the sweep.
     fn after_pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        let Some(s) = self.sessions.get_mut(slot) else { return };
-        if s.is_finished() {
-            let s = self.sessions.remove(slot);
-            self.stats.set_connections(self.sessions.len());
-            s.close_all(
-                registry,
-                &mut self.pool,
-                &mut self.pools,
-                &mut self.pipes,
-                &mut self.backlog,
-                now,
-            );
-            if self.acceptor.may_accept() {
-                self.accept(registry, now);
+        let conn = match self.sessions.get_mut(slot) {
+            Some(conn) => conn,
+            None => return,
+        };
+        let s = match conn {
+            Conn::Live(s) => s,
+            Conn::Parked(p) => {
+                self.sweep.note(Some(p.deadline(&self.cfg)));
+                return;
             }
+        };
+        if s.is_finished() {
+            self.remove(registry, slot, now);
             return;
         }
         s.release_buffers(&mut self.pool);
+        if !self.draining && s.can_park() {
+            let master = self.cfg.master();
+            if let Some(p) = s.park(master, registry, &mut self.pool, &mut self.pools, now) {
+                self.sweep.note(Some(p.deadline(&self.cfg)));
+                if let Conn::Live(emptied) = std::mem::replace(conn, Conn::Parked(p)) {
+                    if self.spare.len() < MAX_SPARE_SESSIONS {
+                        self.spare.push(emptied);
+                    }
+                }
+                return;
+            }
+        }
         if s.yielded && !s.queued {
             s.queued = true;
             self.hot.push(slot, now);

@@ -15,7 +15,7 @@ use super::hooks::{BackendReport, Outcome, Request};
 use super::pool::Pools;
 use super::stats::Stats;
 use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
-use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::buffer::{Buffer, BufferPool, SMALL_BUFFER};
 use crate::runtime::net::{self, Failure, Io, Readiness};
 
 /// Response bytes read from a backend before the proxy stops reading it (the
@@ -228,7 +228,12 @@ impl Upstream {
         if !self.ready.readable {
             return Ok(Some(0));
         }
-        let inb = self.inb.get_or_insert_with(|| pool.take(BACKEND_BUFFER));
+        // A head is read into a small buffer first; a response that fills
+        // it goes on in a whole one.
+        let inb = self.inb.get_or_insert_with(|| pool.take(SMALL_BUFFER));
+        if inb.is_full() {
+            pool.grow(inb, BACKEND_BUFFER);
+        }
         let space = inb.space();
         if space.is_empty() {
             return Ok(Some(0));
@@ -245,6 +250,21 @@ impl Upstream {
             Io::WouldBlock => Ok(Some(0)),
             Io::Closed => Ok(None),
             Io::Failed(f) => Err(f),
+        }
+    }
+
+    /// The response buffer is full at its largest: the reader of what it
+    /// holds (the client, for the master) is what holds the backend back.
+    pub(crate) fn buffer_full(&self) -> bool {
+        self.inb.as_ref().is_some_and(|b| b.len() >= BACKEND_BUFFER)
+    }
+
+    /// Gives the response buffer back when it holds nothing.
+    pub(crate) fn release_buffer(&mut self, pool: &mut BufferPool) {
+        if self.inb.as_ref().is_some_and(Buffer::is_empty) {
+            if let Some(inb) = self.inb.take() {
+                pool.give(inb);
+            }
         }
     }
 
@@ -618,6 +638,47 @@ impl Upstream {
         if let Some(inb) = self.inb.take() {
             pool.give(inb);
         }
+    }
+
+    /// Not part of an exchange.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state == State::Idle
+    }
+
+    /// Takes the connection out, still registered, when it may carry the
+    /// client's next request (a parked client keeps it).
+    pub(crate) fn keep(&mut self) -> Option<(TcpStream, Readiness)> {
+        if self.state != State::Idle || !self.reusable {
+            return None;
+        }
+        let sock = self.sock.take()?;
+        let ready = std::mem::take(&mut self.ready);
+        self.reusable = false;
+        Some((sock, ready))
+    }
+
+    /// Takes back a connection [`keep`](Self::keep) gave out.
+    pub(crate) fn adopt(&mut self, sock: TcpStream, ready: Readiness) {
+        self.sock = Some(sock);
+        self.ready = ready;
+        self.reusable = true;
+    }
+
+    /// Readies an idle upstream (no connection, no buffer) for another
+    /// client: nothing of the last exchange stays, and request bytes keep
+    /// at most `max_room` of room.
+    pub(crate) fn recycle(&mut self, max_room: usize) {
+        self.state = State::Idle;
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > max_room {
+            self.out = Vec::new();
+        }
+        self.report = empty_report(self.report.backend);
+        self.head.clear();
+        self.body = BodyDecoder::Done;
+        self.splice = 0;
+        self.head_forwarded = false;
     }
 
     /// Closes the connection.

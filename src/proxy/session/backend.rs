@@ -143,7 +143,10 @@ impl Session {
         };
         let up = &mut self.ups[m];
         let mut to_client = self.cout.split_off(self.cout_pos.min(self.cout.len()));
-        let master_buf = up.inb.take().unwrap_or_else(|| cx.pool.take(BACKEND_BUFFER));
+        // A tunnel streams both ways: whole buffers, whatever the heads took.
+        let mut master_buf = up.inb.take().unwrap_or_default();
+        cx.pool.grow(&mut master_buf, BACKEND_BUFFER);
+        cx.pool.grow(&mut self.cin, CLIENT_BUFFER);
         to_client.extend_from_slice(master_buf.data());
         let client_end = End {
             sock: client,
@@ -151,7 +154,7 @@ impl Session {
             ready: self.ready,
             eof: self.client_eof,
             owed: to_client,
-            buffer: std::mem::replace(&mut self.cin, Buffer::new(0)),
+            buffer: std::mem::take(&mut self.cin),
         };
         let master_end = End {
             sock: master,

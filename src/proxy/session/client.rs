@@ -13,6 +13,18 @@ impl Session {
         };
         // The first byte of a head after a keep-alive idle starts its clock.
         let head_starts = self.phase == Phase::Head && self.served && self.cin.is_empty();
+        // A head is read into a small buffer first and grows only when it
+        // fills it; a body streams through a whole one.
+        if self.cin.capacity() == 0 {
+            let size = if self.phase == Phase::Head {
+                SMALL_BUFFER
+            } else {
+                CLIENT_BUFFER
+            };
+            self.cin = cx.pool.take(size);
+        } else if self.cin.is_full() {
+            cx.pool.grow(&mut self.cin, CLIENT_BUFFER);
+        }
         let space = self.cin.space();
         if space.is_empty() {
             return false;

@@ -30,7 +30,7 @@ impl Session {
             return false;
         }
         let direct = self.answer.master() == Some(b);
-        let held_by_reader = direct && up.inb.as_ref().is_some_and(Buffer::is_full);
+        let held_by_reader = direct && up.buffer_full();
         // A client that sent Expect: 100-continue waits for the master's
         // answer before its body: until the master sends a byte, the wait
         // is the master's.
@@ -53,7 +53,7 @@ impl Session {
             Phase::Head if self.served && self.cin.is_empty() => ClientWait::Idle,
             Phase::Head => ClientWait::Head,
             // A full buffer waits for the master, not for the client.
-            Phase::Exchange if !self.req_body.is_done() && !self.cin.is_full() => ClientWait::Body,
+            Phase::Exchange if !self.req_body.is_done() && self.cin.len() < CLIENT_BUFFER => ClientWait::Body,
             Phase::Exchange if !self.client_flushed() => ClientWait::Reading,
             Phase::Exchange => return None,
             Phase::Tunnel => return None,

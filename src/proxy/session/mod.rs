@@ -17,6 +17,7 @@ use mio::net::TcpStream;
 
 use super::config::{Config, KeepAlive};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::parked::{Kept, Parked};
 use super::pending::{Backlog, Pending};
 use super::plan;
 use super::pool::Pools;
@@ -28,7 +29,7 @@ use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
 };
-use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::buffer::{Buffer, BufferPool, SMALL_BUFFER};
 use crate::runtime::net::{Io, Readiness};
 use crate::runtime::pipe::PipePool;
 use crate::runtime::tokens::Tokens;
@@ -175,21 +176,23 @@ pub(crate) struct Session {
     pub(crate) queued: bool,
 }
 
+/// Most spare (recycled) sessions the proxy keeps for parked connections
+/// that come back: reviving one costs no allocation.
+pub const MAX_SPARE_SESSIONS: usize = 64;
+
+/// A spare session's vectors keep at most this much room; larger ones (a
+/// big head, a captured answer) are freed when it parks.
+const SPARE_VEC_CAP: usize = 16 * 1024;
+
 impl Session {
-    pub(crate) fn new(
-        client: TcpStream,
-        peer: SocketAddr,
-        cfg: &Config,
-        now: Instant,
-        pool: &mut BufferPool,
-        stats: &Arc<Stats>,
-    ) -> Self {
+    /// A session with no client yet: [`revive`](Self::revive) gives it one.
+    pub(crate) fn new(cfg: &Config, now: Instant, stats: &Arc<Stats>) -> Self {
         Session {
-            client: Some(client),
-            peer,
+            client: None,
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             ready: Readiness::default(),
             client_eof: false,
-            cin: pool.take(CLIENT_BUFFER),
+            cin: Buffer::default(),
             cout: Vec::new(),
             cout_pos: 0,
             scratch: Vec::new(),
@@ -217,6 +220,89 @@ impl Session {
         }
     }
 
+    /// Takes a parked connection back: its client, readiness and clocks,
+    /// and the backend connection it kept.
+    pub(crate) fn revive(&mut self, parked: Parked) {
+        self.client = Some(parked.client);
+        self.peer = parked.peer;
+        self.ready = parked.ready;
+        self.head_since = parked.since;
+        self.last_client_io = parked.since;
+        self.served = parked.served;
+        if let Some(kept) = parked.kept {
+            if let Some(up) = self.ups.get_mut(kept.backend) {
+                up.adopt(kept.sock, kept.ready);
+            }
+        }
+    }
+
+    /// The session waits for its client's next request with nothing
+    /// buffered, owed or under way: it may park.
+    pub(crate) fn can_park(&self) -> bool {
+        self.client.is_some()
+            && self.phase == Phase::Head
+            && self.cin.is_empty()
+            && !self.ready.readable
+            && !self.client_eof
+            && self.tunnel.is_none()
+            && self.selection.is_empty()
+            && self.cout_pos >= self.cout.len()
+            && !self.yielded
+            && self.ups.iter().all(Upstream::is_idle)
+    }
+
+    /// Parks the session (see [`can_park`](Self::can_park)): the client and
+    /// the master connection kept for its next request leave in a
+    /// [`Parked`]; other reusable backend connections go to the shared
+    /// pools, buffers to the pool. The session is left empty, ready for
+    /// another client.
+    pub(crate) fn park(
+        &mut self,
+        master: usize,
+        registry: &Registry,
+        pool: &mut BufferPool,
+        pools: &mut Pools,
+        now: Instant,
+    ) -> Option<Parked> {
+        let client = self.client.take()?;
+        let mut kept = None;
+        for (b, up) in self.ups.iter_mut().enumerate() {
+            if b == master {
+                kept = up.keep().map(|(sock, ready)| Kept {
+                    backend: b,
+                    sock,
+                    ready,
+                });
+            }
+            up.release(registry, pool, pools, now);
+            up.recycle(SPARE_VEC_CAP);
+        }
+        let parked = Parked {
+            client,
+            peer: self.peer,
+            ready: self.ready,
+            since: self.head_since,
+            served: self.served,
+            kept,
+        };
+        pool.release(&mut self.cin);
+        self.ready = Readiness::default();
+        self.client_eof = false;
+        for v in [&mut self.cout, &mut self.scratch, &mut self.req_bytes] {
+            v.clear();
+            if v.capacity() > SPARE_VEC_CAP {
+                *v = Vec::new();
+            }
+        }
+        self.cout_pos = 0;
+        self.req.clear();
+        self.req_body = BodyDecoder::Done;
+        self.fwd = 0;
+        self.exchange_id = 0;
+        self.served = false;
+        Some(parked)
+    }
+
     pub(crate) fn on_client_event(&mut self, ready: Readiness) {
         match self.tunnel.as_mut() {
             Some(t) => t.on_client_event(ready),
@@ -239,20 +325,12 @@ impl Session {
             && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
     }
 
-    /// Gives back the buffers of connections that are finished while the
-    /// session lives on (a client gone while a slow shadow answers holds no
-    /// client buffer).
+    /// Gives back every buffer that holds nothing: one is taken again when
+    /// bytes arrive.
     pub(crate) fn release_buffers(&mut self, pool: &mut BufferPool) {
-        if self.client.is_none() && self.cin.capacity() > 0 {
-            pool.give(std::mem::replace(&mut self.cin, Buffer::new(0)));
-        }
+        pool.release(&mut self.cin);
         for up in &mut self.ups {
-            // Bytes still owed to the client stay where they are.
-            if up.sock.is_none() && up.splice == 0 && matches!(up.state, State::Idle | State::Done) {
-                if let Some(inb) = up.inb.take() {
-                    pool.give(inb);
-                }
-            }
+            up.release_buffer(pool);
         }
     }
 

@@ -1,0 +1,131 @@
+//! A client connection with nothing to do: accepted and waiting for its
+//! first byte, or kept alive between requests. It holds its socket, a few
+//! instants and the master connection kept for its next request: no buffer
+//! and no exchange state (about a hundred bytes, see `tests/economy.rs`).
+//!
+//! The proxy's slab holds either a parked connection or a live
+//! [`Session`](super::session::Session) (boxed). A session parks as soon as
+//! it waits for the next request with nothing buffered; a readable event
+//! revives it into a session taken from a small list of spare ones.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use mio::Registry;
+use mio::net::TcpStream;
+
+use super::config::Config;
+use super::pool::Pools;
+use crate::runtime::net::Readiness;
+
+/// How long a parked connection keeps its master connection for its own
+/// next request; after that the master connection goes to the shared pool
+/// (bounded, so ten thousand idle clients do not hold ten thousand
+/// connections to the master).
+pub const KEEP_BACKEND_WHILE_IDLE: Duration = Duration::from_secs(1);
+
+/// A backend connection a parked client keeps for its next request (still
+/// registered on the session's token for that backend).
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub(crate) backend: usize,
+    pub(crate) sock: TcpStream,
+    pub(crate) ready: Readiness,
+}
+
+/// A client connection waiting with nothing buffered.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub(crate) client: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) ready: Readiness,
+    /// Accepted, or the end of the last response.
+    pub(crate) since: Instant,
+    /// A request was served on it: the wait is a keep-alive idle, not the
+    /// wait for a first head.
+    pub(crate) served: bool,
+    pub(crate) kept: Option<Kept>,
+}
+
+impl Parked {
+    /// A connection just accepted.
+    pub(crate) fn accepted(client: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+        Parked {
+            client,
+            peer,
+            ready: Readiness::default(),
+            since: now,
+            served: false,
+            kept: None,
+        }
+    }
+
+    /// Takes in an event for the client socket; true when the session must
+    /// come back to read (a write-only event changes nothing).
+    pub(crate) fn on_client_event(&mut self, ready: Readiness) -> bool {
+        self.ready.merge(ready);
+        self.ready.readable
+    }
+
+    /// An event for a kept backend connection: a backend has nothing to say
+    /// on an idle connection, so a readable one is closed or broken.
+    pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness, registry: &Registry) {
+        if !ready.readable || self.kept.as_ref().is_none_or(|k| k.backend != backend) {
+            return;
+        }
+        if let Some(mut kept) = self.kept.take() {
+            debug!("{}: kept backend connection closed or talked; dropped", self.peer);
+            let _ = registry.deregister(&mut kept.sock);
+        }
+    }
+
+    /// When something is due: the wait's end, or handing the kept
+    /// connection to the shared pool.
+    pub(crate) fn deadline(&self, cfg: &Config) -> Instant {
+        let end = self.since + self.timeout(cfg);
+        match self.kept {
+            Some(_) => end.min(self.since + KEEP_BACKEND_WHILE_IDLE),
+            None => end,
+        }
+    }
+
+    fn timeout(&self, cfg: &Config) -> Duration {
+        if self.served {
+            cfg.keepalive_timeout
+        } else {
+            cfg.client_timeout
+        }
+    }
+
+    /// Applies what is due at `now`; false when the connection is over
+    /// (closed: the caller drops it).
+    pub(crate) fn on_timeout(&mut self, cfg: &Config, registry: &Registry, pools: &mut Pools, now: Instant) -> bool {
+        if now >= self.since + KEEP_BACKEND_WHILE_IDLE {
+            self.hand_back(registry, pools, now);
+        }
+        if now < self.since + self.timeout(cfg) {
+            return true;
+        }
+        if self.served {
+            debug!("{}: idle keep-alive connection past its timeout; closing", self.peer);
+        } else {
+            debug!("{}: no request within the client timeout; closing", self.peer);
+        }
+        false
+    }
+
+    /// Gives the kept backend connection to the shared pool.
+    pub(crate) fn hand_back(&mut self, registry: &Registry, pools: &mut Pools, now: Instant) {
+        if let Some(mut kept) = self.kept.take() {
+            let _ = registry.deregister(&mut kept.sock);
+            pools.give(kept.backend, kept.sock, now);
+        }
+    }
+
+    /// Closes the client (and the kept connection, which goes to the pool).
+    pub(crate) fn close(mut self, registry: &Registry, pools: &mut Pools, now: Instant) {
+        self.hand_back(registry, pools, now);
+        let _ = registry.deregister(&mut self.client);
+    }
+}
