@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
-use mio::{Interest, Registry};
+use mio::Registry;
 use slab::Slab;
 
 use super::config::{Backend, Config};
@@ -32,7 +32,7 @@ pub(crate) fn max_inflight(cfg: &Config, backend: &Backend) -> usize {
 use super::hooks::{BackendReport, Exchange, Hooks, Outcome, Request};
 use super::pool::Pools;
 use super::stats::{DropReason, Stats};
-use super::upstream::{PUMP_BUDGET, Settled, State, Upstream};
+use super::upstream::{PUMP_BUDGET, Settled, Upstream};
 use crate::http::{RequestContext, RequestHead};
 use crate::runtime::buffer::BufferPool;
 use crate::runtime::net::Readiness;
@@ -53,8 +53,8 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn on_event(&mut self, backend: usize, ready: Readiness) {
-        if let Some(up) = self.ups.iter_mut().find(|u| u.report.backend == backend) {
-            up.ready.merge(ready);
+        if let Some(up) = self.ups.iter_mut().find(|u| u.backend() == backend) {
+            up.on_event(ready);
         }
     }
 
@@ -73,7 +73,7 @@ impl Pending {
         for _ in 0..PUMP_BUDGET {
             let mut progress = false;
             for up in &mut self.ups {
-                let b = up.report.backend;
+                let b = up.backend();
                 let (step, _) = up.drive(ctx, pool, now, &[], false, |_, _| {});
                 let token = tokens.pending(slot, b);
                 progress |= up.settle(step, registry, &cfg.backends[b], &request, token, now) != Settled::Idle;
@@ -87,40 +87,24 @@ impl Pending {
             self.peer, self.id
         );
         for up in &mut self.ups {
-            up.fail(
-                registry,
-                &cfg.backends[up.report.backend],
-                &request,
-                Outcome::Reset,
-                now,
-            );
+            up.fail(registry, &cfg.backends[up.backend()], &request, Outcome::Reset, now);
         }
     }
 
     fn is_done(&self) -> bool {
-        self.ups.iter().all(|u| u.state == State::Done)
+        self.ups.iter().all(Upstream::is_done)
     }
 
     /// The earliest moment a shadow times out.
     fn deadline(&self) -> Option<Instant> {
-        self.ups
-            .iter()
-            .filter(|u| matches!(u.state, State::Connecting | State::Active))
-            .map(|u| u.last_io + u.timeout)
-            .min()
+        self.ups.iter().filter(|u| u.is_busy()).map(Upstream::deadline).min()
     }
 
     fn on_timeout(&mut self, cfg: &Config, registry: &Registry, now: Instant) {
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
         for up in &mut self.ups {
-            if matches!(up.state, State::Connecting | State::Active) && now >= up.last_io + up.timeout {
-                up.fail(
-                    registry,
-                    &cfg.backends[up.report.backend],
-                    &request,
-                    Outcome::Timeout,
-                    now,
-                );
+            if up.is_busy() && now >= up.deadline() {
+                up.fail(registry, &cfg.backends[up.backend()], &request, Outcome::Timeout, now);
             }
         }
     }
@@ -145,7 +129,7 @@ impl Pending {
         } = self;
         for mut up in ups {
             up.release(registry, pool, pools, now);
-            done.push(up.report);
+            done.push(up.into_report());
         }
         done.sort_by_key(|r| r.backend);
         let exchange = Exchange {
@@ -160,10 +144,7 @@ impl Pending {
     /// Closes every connection without asking the hooks (forced shutdown).
     fn close(self, registry: &Registry, pool: &mut BufferPool) {
         for mut up in self.ups {
-            up.close(registry);
-            if let Some(inb) = up.inb.take() {
-                pool.give(inb);
-            }
+            up.discard(registry, pool);
         }
     }
 }
@@ -252,14 +233,14 @@ impl Backlog {
             }
         }
         *n += 1;
-        up.reserved = true;
+        up.reserve();
         true
     }
 
     /// Gives back `up`'s in-flight place, if it holds one.
     pub(crate) fn unreserve(&mut self, up: &mut Upstream) {
-        if std::mem::take(&mut up.reserved) {
-            Self::give_place(&mut self.inflight, up.report.backend);
+        if up.unreserve() {
+            Self::give_place(&mut self.inflight, up.backend());
         }
     }
 
@@ -307,13 +288,9 @@ impl Backlog {
         let slot = self.slab.vacant_key();
         let now = Instant::now();
         for up in &mut p.ups {
-            let b = up.report.backend;
-            let Some(sock) = up.sock.as_mut() else { continue };
-            if let Err(e) = registry.reregister(sock, tokens.pending(slot, b), Interest::READABLE | Interest::WRITABLE)
-            {
+            if let Err(e) = up.move_to(registry, tokens.pending(slot, up.backend())) {
                 warn!("{}: cannot move a shadow connection: {e}", p.peer);
-                up.finish(Outcome::Reset, now);
-                up.close(registry);
+                up.end(Outcome::Reset, registry, now);
             }
         }
         self.slab.insert(p);
@@ -363,9 +340,8 @@ impl Backlog {
     ) {
         let Some(p) = self.slab.get_mut(slot) else { return };
         for up in &mut p.ups {
-            if up.state == State::Done && up.reserved {
-                up.reserved = false;
-                Self::give_place(&mut self.inflight, up.report.backend);
+            if up.is_done() && up.unreserve() {
+                Self::give_place(&mut self.inflight, up.backend());
             }
         }
         if p.is_done() {
@@ -419,8 +395,8 @@ impl Backlog {
     pub(crate) fn close(&mut self, registry: &Registry, pool: &mut BufferPool) {
         for mut p in self.slab.drain() {
             for up in &mut p.ups {
-                if std::mem::take(&mut up.reserved) {
-                    Self::give_place(&mut self.inflight, up.report.backend);
+                if up.unreserve() {
+                    Self::give_place(&mut self.inflight, up.backend());
                 }
             }
             p.close(registry, pool);

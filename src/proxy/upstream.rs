@@ -29,7 +29,7 @@ pub const PUMP_BUDGET: usize = 4096;
 
 /// Where a backend stands in the current exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
+enum State {
     /// Not part of the current exchange.
     Idle,
     /// Connect under way.
@@ -43,42 +43,42 @@ pub(crate) enum State {
 /// One backend's connection and exchange state.
 #[derive(Debug)]
 pub(crate) struct Upstream {
-    pub(crate) sock: Option<TcpStream>,
-    pub(crate) state: State,
-    pub(crate) ready: Readiness,
+    sock: Option<TcpStream>,
+    state: State,
+    ready: Readiness,
     /// The connection came from an earlier exchange (may be stale).
-    pub(crate) reused: bool,
+    reused: bool,
     /// The connection may carry another request after this exchange.
-    pub(crate) reusable: bool,
+    reusable: bool,
     /// The request sent asks the backend to keep the connection.
-    pub(crate) asked_keep_alive: bool,
+    asked_keep_alive: bool,
     /// The request may be sent again on a fresh connection when a reused one
     /// turns out stale (idempotent, no body).
-    pub(crate) retryable: bool,
+    retryable: bool,
     /// Holds one of the backend's in-flight places (shadows): given back
     /// when its part of the exchange is over.
-    pub(crate) reserved: bool,
+    reserved: bool,
     /// Request bytes to send: the head, then (for copies) the body.
-    pub(crate) out: Vec<u8>,
-    pub(crate) out_pos: usize,
+    out: Vec<u8>,
+    out_pos: usize,
     /// The request copy in `out` is complete.
-    pub(crate) out_complete: bool,
+    out_complete: bool,
     /// Body bytes copied into `out` for this request.
-    pub(crate) copied: usize,
-    pub(crate) inb: Option<Buffer>,
-    pub(crate) head: ResponseHead,
-    pub(crate) body: BodyDecoder,
+    copied: usize,
+    inb: Option<Buffer>,
+    head: ResponseHead,
+    body: BodyDecoder,
     /// Bytes at the front of `inb` that belong to the client (direct master).
-    pub(crate) splice: usize,
+    splice: usize,
     /// Keep response bytes for the hooks.
-    pub(crate) capture: bool,
-    pub(crate) capture_cap: usize,
-    pub(crate) report: BackendReport,
-    pub(crate) sent_at: Instant,
-    pub(crate) last_io: Instant,
-    pub(crate) timeout: Duration,
+    capture: bool,
+    capture_cap: usize,
+    report: BackendReport,
+    sent_at: Instant,
+    last_io: Instant,
+    timeout: Duration,
     /// The response head was sent on to the client.
-    pub(crate) head_forwarded: bool,
+    head_forwarded: bool,
     stats: Arc<Stats>,
 }
 
@@ -112,10 +112,31 @@ impl Upstream {
         }
     }
 
+    /// Starts a new exchange: a connection that may not carry it is closed
+    /// (an idle reusable one is kept), `head` writes the request head to
+    /// send. Connect with [`connect`](Self::connect) next.
+    pub(crate) fn begin(&mut self, send: Send, registry: &Registry, now: Instant, head: impl FnOnce(&mut Vec<u8>)) {
+        if self.sock.is_some() && !self.reusable {
+            self.close(registry);
+        }
+        self.reset(send.capture, send.capture_cap, now);
+        self.asked_keep_alive = send.keep_alive;
+        self.retryable = send.retryable;
+        head(&mut self.out);
+        if send.record {
+            self.report.request_head.clone_from(&self.out);
+        }
+    }
+
+    /// Counts a request not sent to this backend ([`Outcome::Dropped`]).
+    pub(crate) fn drop_request(&mut self, now: Instant) {
+        self.reset(false, 0, now);
+        self.finish(Outcome::Dropped, now);
+    }
+
     /// Gets ready for a new exchange; keeps an idle connection that may be
-    /// reused. The request head must be put in `out` afterwards, and
-    /// `asked_keep_alive` and `retryable` set.
-    pub(crate) fn begin(&mut self, capture: bool, capture_cap: usize, now: Instant) {
+    /// reused.
+    fn reset(&mut self, capture: bool, capture_cap: usize, now: Instant) {
         self.state = State::Active;
         self.asked_keep_alive = false;
         self.retryable = false;
@@ -219,12 +240,12 @@ impl Upstream {
     }
 
     /// All request bytes that are in `out` were written.
-    pub(crate) fn out_flushed(&self) -> bool {
+    fn out_flushed(&self) -> bool {
         self.out_pos >= self.out.len()
     }
 
     /// Reads once into the response buffer. `Ok(None)` at EOF.
-    pub(crate) fn read_in(&mut self, pool: &mut BufferPool) -> Result<Option<usize>, Failure> {
+    fn read_in(&mut self, pool: &mut BufferPool) -> Result<Option<usize>, Failure> {
         if !self.ready.readable {
             return Ok(Some(0));
         }
@@ -492,7 +513,7 @@ impl Upstream {
         let request_body = std::mem::take(&mut self.report.request_body);
         let (asked_keep_alive, retryable) = (self.asked_keep_alive, self.retryable);
         self.close(registry);
-        self.begin(self.capture, self.capture_cap, now);
+        self.reset(self.capture, self.capture_cap, now);
         self.out = out;
         self.out_complete = true;
         self.report.request_head = request_head;
@@ -599,7 +620,7 @@ impl Upstream {
     }
 
     /// Ends this backend's part of the exchange.
-    pub(crate) fn finish(&mut self, outcome: Outcome, now: Instant) {
+    fn finish(&mut self, outcome: Outcome, now: Instant) {
         if self.state == State::Done || self.state == State::Idle {
             return;
         }
@@ -643,6 +664,182 @@ impl Upstream {
     /// Not part of an exchange.
     pub(crate) fn is_idle(&self) -> bool {
         self.state == State::Idle
+    }
+
+    /// Its part of the exchange is over ([`report`](Self::report) says how).
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Connecting, or sending and receiving: its own timeout may run.
+    pub(crate) fn is_busy(&self) -> bool {
+        matches!(self.state, State::Connecting | State::Active)
+    }
+
+    /// The backend's index.
+    pub(crate) fn backend(&self) -> usize {
+        self.report.backend
+    }
+
+    /// What is known of this backend's exchange so far.
+    pub(crate) fn report(&self) -> &BackendReport {
+        &self.report
+    }
+
+    /// The report, the upstream gone.
+    pub(crate) fn into_report(self) -> BackendReport {
+        self.report
+    }
+
+    /// Takes in what an event says about the socket.
+    pub(crate) fn on_event(&mut self, ready: Readiness) {
+        self.ready.merge(ready);
+    }
+
+    /// When the backend will have been silent for its timeout.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.last_io + self.timeout
+    }
+
+    /// A connection is open (or opening).
+    pub(crate) fn has_connection(&self) -> bool {
+        self.sock.is_some()
+    }
+
+    /// Takes one of the backend's in-flight places.
+    pub(crate) fn reserve(&mut self) {
+        self.reserved = true;
+    }
+
+    /// Gives the in-flight place back; true when it held one.
+    pub(crate) fn unreserve(&mut self) -> bool {
+        std::mem::take(&mut self.reserved)
+    }
+
+    /// The response head went on to the client.
+    pub(crate) fn head_forwarded(&self) -> bool {
+        self.head_forwarded
+    }
+
+    /// Response bytes waiting in the buffer for the client (the master's).
+    pub(crate) fn owed(&self) -> &[u8] {
+        match self.inb.as_ref() {
+            Some(inb) => &inb.data()[..self.splice.min(inb.len())],
+            None => &[],
+        }
+    }
+
+    /// The client took `n` of the [`owed`](Self::owed) bytes.
+    pub(crate) fn took(&mut self, n: usize) {
+        let n = n.min(self.splice);
+        if let Some(inb) = self.inb.as_mut() {
+            inb.consume(n);
+        }
+        self.splice -= n;
+    }
+
+    /// Nothing more goes to the client from here (it gets an error answer).
+    pub(crate) fn forget_owed(&mut self) {
+        self.splice = 0;
+    }
+
+    /// Appends request body bytes to this backend's copy; false when the
+    /// copy passed `cap` (nothing more is appended: end the backend's part).
+    pub(crate) fn copy_body(&mut self, chunk: &[u8], cap: usize) -> bool {
+        self.copied += chunk.len();
+        if self.copied > cap {
+            return false;
+        }
+        self.out.extend_from_slice(chunk);
+        true
+    }
+
+    /// Keeps request body bytes for the report, up to `cap` in all.
+    pub(crate) fn record_body(&mut self, chunk: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.report.request_body.len());
+        self.report
+            .request_body
+            .extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    /// The whole request is queued (no more body bytes will come).
+    pub(crate) fn request_complete(&mut self) {
+        self.out_complete = true;
+    }
+
+    /// Missing body bytes of the request it is sending.
+    pub(crate) fn request_incomplete(&self) -> bool {
+        !self.out_complete
+    }
+
+    /// Sent all it has and waits for request body bytes the client has not
+    /// sent yet (that wait is the client's, not the backend's).
+    pub(crate) fn waits_for_body(&self) -> bool {
+        self.state == State::Active && !self.out_complete && self.out_flushed()
+    }
+
+    /// Ends its part of the exchange with `outcome` (no log) and closes.
+    pub(crate) fn end(&mut self, outcome: Outcome, registry: &Registry, now: Instant) {
+        self.finish(outcome, now);
+        self.close(registry);
+    }
+
+    /// After the exchange: ready for the next request, the connection kept
+    /// only when it may carry it.
+    pub(crate) fn end_exchange(&mut self, registry: &Registry) {
+        self.state = State::Idle;
+        if self.sock.is_some() && !self.reusable {
+            self.close(registry);
+        }
+    }
+
+    /// A kept connection between exchanges: any byte or EOF means it is no
+    /// longer usable, and it is closed. True when it was.
+    pub(crate) fn check_idle(&mut self, registry: &Registry, pool: &mut BufferPool) -> bool {
+        if self.sock.is_none() || !self.ready.readable {
+            return false;
+        }
+        match self.read_in(pool) {
+            Ok(Some(0)) => false,
+            _ => {
+                self.close(registry);
+                true
+            }
+        }
+    }
+
+    /// Moves the socket onto `token` (the backlog's).
+    pub(crate) fn move_to(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        match self.sock.as_mut() {
+            Some(sock) => registry.reregister(sock, token, Interest::READABLE | Interest::WRITABLE),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the connection to a tunnel: the socket, its readiness and what
+    /// was read past the head (a whole buffer).
+    pub(crate) fn take_tunnel(&mut self, pool: &mut BufferPool) -> Option<(TcpStream, Readiness, Buffer)> {
+        let sock = self.sock.take()?;
+        let ready = std::mem::take(&mut self.ready);
+        let mut buf = self.inb.take().unwrap_or_default();
+        pool.grow(&mut buf, BACKEND_BUFFER);
+        self.splice = 0;
+        Some((sock, ready, buf))
+    }
+
+    /// The tunnel it became is over.
+    pub(crate) fn end_tunnel(&mut self, outcome: Outcome, registry: &Registry, now: Instant) {
+        self.finish(outcome, now);
+        self.close(registry);
+        self.state = State::Idle;
+    }
+
+    /// Closes the connection and gives the buffer back (forced shutdown).
+    pub(crate) fn discard(&mut self, registry: &Registry, pool: &mut BufferPool) {
+        self.close(registry);
+        if let Some(inb) = self.inb.take() {
+            pool.give(inb);
+        }
     }
 
     /// Takes the connection out, still registered, when it may carry the
@@ -690,6 +887,20 @@ impl Upstream {
         self.reusable = false;
         self.reused = false;
     }
+}
+
+/// How an exchange's request goes to one backend ([`Upstream::begin`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Send {
+    /// Keep response bytes for the hooks, up to `capture_cap`.
+    pub(crate) capture: bool,
+    pub(crate) capture_cap: usize,
+    /// The request asks the backend to keep the connection.
+    pub(crate) keep_alive: bool,
+    /// May be sent again on a fresh connection if a reused one is stale.
+    pub(crate) retryable: bool,
+    /// Keep the request head sent for the report.
+    pub(crate) record: bool,
 }
 
 /// What [`Upstream::settle`] left for its caller.

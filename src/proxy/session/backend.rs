@@ -6,7 +6,7 @@ use super::*;
 
 impl Session {
     pub(super) fn drive_upstream<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
-        if self.ups[b].state == State::Idle {
+        if self.ups[b].is_idle() {
             return self.check_idle(cx, b);
         }
         let ctx = RequestContext::of(&self.req);
@@ -48,21 +48,14 @@ impl Session {
     /// A kept-alive master connection between requests: any byte or EOF
     /// means it is no longer usable.
     pub(super) fn check_idle<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
-        let up = &mut self.ups[b];
-        if up.sock.is_none() || !up.ready.readable {
-            return false;
+        let dropped = self.ups[b].check_idle(cx.registry, cx.pool);
+        if dropped {
+            debug!(
+                "{}: idle connection to {} closed or sent bytes; dropping it",
+                self.peer, cx.cfg.backends[b].name
+            );
         }
-        match up.read_in(cx.pool) {
-            Ok(Some(0)) => false,
-            _ => {
-                debug!(
-                    "{}: idle connection to {} closed or sent bytes; dropping it",
-                    self.peer, cx.cfg.backends[b].name
-                );
-                up.close(cx.registry);
-                true
-            }
-        }
+        dropped
     }
 
     /// Acts on where driving backend `b` came to; true when something moved.
@@ -82,11 +75,11 @@ impl Session {
     /// Backend `b` has its whole response: without the master, the first
     /// complete answer goes to the client (Geest's rule).
     pub(super) fn completed(&mut self, b: usize) {
-        let up = &self.ups[b];
-        if self.answer == Answer::First(None) && self.client.is_some() && !up.report.truncated {
+        let report = self.ups[b].report();
+        if self.answer == Answer::First(None) && self.client.is_some() && !report.truncated {
             self.answer = Answer::First(Some(b));
-            if let Some(head) = up.report.response.as_ref() {
-                let raw = &up.report.response_raw;
+            if let Some(head) = report.response.as_ref() {
+                let raw = &report.response_raw;
                 queue_head(
                     &mut self.cout,
                     &mut self.scratch,
@@ -101,7 +94,7 @@ impl Session {
 
     /// Backend `b` is done with `outcome` other than Complete.
     pub(super) fn fail<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
-        if matches!(self.ups[b].state, State::Done | State::Idle) {
+        if !self.ups[b].is_busy() {
             return;
         }
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
@@ -112,7 +105,7 @@ impl Session {
     /// Backend `b` failed with `outcome` (already logged and closed): what
     /// the client gets instead.
     pub(super) fn failed<H>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
-        let head_forwarded = self.ups[b].head_forwarded;
+        let head_forwarded = self.ups[b].head_forwarded();
         if self.answer.master() == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {
                 // Part of the response went out: never pad or fake the rest.
@@ -128,8 +121,7 @@ impl Session {
                 };
                 self.reply(cx, status, reason);
             }
-        } else if self.answer == Answer::First(None) && self.selection.iter().all(|i| self.ups[i].state == State::Done)
-        {
+        } else if self.answer == Answer::First(None) && self.selection.iter().all(|i| self.ups[i].is_done()) {
             self.reply(cx, 502, "no backend answered");
         }
     }
@@ -137,17 +129,18 @@ impl Session {
     /// The master answered an upgrade: both sockets, and the bytes each is
     /// still owed, go to a [`Tunnel`].
     pub(super) fn open_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
-        let (Some(client), Some(master)) = (self.client.take(), self.ups[m].sock.take()) else {
+        let Some((master, master_ready, master_buf)) = self.ups[m].take_tunnel(cx.pool) else {
             self.abort_all(cx);
             return;
         };
-        let up = &mut self.ups[m];
+        let Some(client) = self.client.take() else {
+            self.abort_all(cx);
+            return;
+        };
         let mut to_client = self.cout.split_off(self.cout_pos.min(self.cout.len()));
-        // A tunnel streams both ways: whole buffers, whatever the heads took.
-        let mut master_buf = up.inb.take().unwrap_or_default();
-        cx.pool.grow(&mut master_buf, BACKEND_BUFFER);
-        cx.pool.grow(&mut self.cin, CLIENT_BUFFER);
         to_client.extend_from_slice(master_buf.data());
+        // A tunnel streams both ways: whole buffers, whatever the heads took.
+        cx.pool.grow(&mut self.cin, CLIENT_BUFFER);
         let client_end = End {
             sock: client,
             token: cx.tokens.client(cx.slot),
@@ -159,12 +152,11 @@ impl Session {
         let master_end = End {
             sock: master,
             token: cx.tokens.backend(cx.slot, m),
-            ready: up.ready,
+            ready: master_ready,
             eof: false,
             owed: client_end.buffer.data().to_vec(),
             buffer: master_buf,
         };
-        up.ready.reset();
         self.cout.clear();
         self.cout_pos = 0;
         self.fwd = 0;
@@ -201,10 +193,7 @@ impl Session {
             tunnel.close(cx.registry, cx.pool, cx.pipes);
         }
         if let Some(m) = self.answer.master() {
-            let up = &mut self.ups[m];
-            up.finish(outcome, cx.now);
-            up.close(cx.registry);
-            up.state = State::Idle;
+            self.ups[m].end_tunnel(outcome, cx.registry, cx.now);
         }
         self.selection = Selection::none();
     }

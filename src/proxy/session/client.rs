@@ -60,15 +60,8 @@ impl Session {
             // What is owed, in order: proxy-written bytes (heads, answers),
             // then body bytes spliced from the direct master's buffer.
             let head = &self.cout[self.cout_pos.min(self.cout.len())..];
-            let up = self
-                .answer
-                .master()
-                .and_then(|m| self.ups.get_mut(m))
-                .filter(|u| u.splice > 0);
-            let body: &[u8] = match up.as_deref() {
-                Some(u) => u.inb.as_ref().map_or(&[], |inb| &inb.data()[..u.splice.min(inb.len())]),
-                None => &[],
-            };
+            let up = self.answer.master().and_then(|m| self.ups.get_mut(m));
+            let body: &[u8] = up.as_deref().map_or(&[], Upstream::owed);
             if head.is_empty() && body.is_empty() {
                 break;
             }
@@ -83,11 +76,7 @@ impl Session {
                         self.cout_pos = 0;
                     }
                     if let Some(up) = up {
-                        let from_body = n - from_head;
-                        if let Some(inb) = up.inb.as_mut() {
-                            inb.consume(from_body);
-                        }
-                        up.splice -= from_body;
+                        up.took(n - from_head);
                     }
                     progress = true;
                     self.last_client_io = cx.now;
@@ -110,7 +99,7 @@ impl Session {
                 .answer
                 .master()
                 .and_then(|m| self.ups.get(m))
-                .is_none_or(|u| u.splice == 0)
+                .is_none_or(|u| u.owed().is_empty())
     }
 
     pub(super) fn advance_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
@@ -188,7 +177,7 @@ impl Session {
             Err(e) => {
                 warn!("{}: bad request body: {} ({})", self.peer, e.reason(), e.status());
                 self.abort_backends(cx);
-                if self.answer.master().is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty() {
+                if self.answer.master().is_some_and(|m| self.ups[m].head_forwarded()) || !self.cout.is_empty() {
                     self.close_client(cx.registry);
                 } else {
                     self.reply(cx, e.status(), e.reason());
@@ -202,28 +191,23 @@ impl Session {
         let multi = self.selection.len() > 1;
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
-            if matches!(up.state, State::Done | State::Idle) {
+            if !up.is_busy() {
                 continue;
             }
-            if multi && up.report.request_body.len() < cap {
-                let room = cap - up.report.request_body.len();
-                up.report.request_body.extend_from_slice(&chunk[..n.min(room)]);
+            if multi {
+                up.record_body(chunk, cap);
             }
             if Some(b) == self.answer.master() {
                 continue;
             }
-            up.copied += n;
-            if up.copied > cap {
+            if !up.copy_body(chunk, cap) {
                 let name = &cx.cfg.backends[b].name;
                 info!(
                     "{}: request copy for {name} passed {cap} bytes; dropped for this request",
                     self.peer
                 );
-                up.finish(Outcome::TooLarge, cx.now);
-                up.close(cx.registry);
-                continue;
+                up.end(Outcome::TooLarge, cx.registry, cx.now);
             }
-            up.out.extend_from_slice(chunk);
         }
         if self.answer.master().is_some() {
             self.fwd += n;
@@ -238,7 +222,7 @@ impl Session {
 
     pub(super) fn copies_complete(&mut self) {
         for b in self.selection.iter() {
-            self.ups[b].out_complete = true;
+            self.ups[b].request_complete();
         }
     }
 
@@ -251,7 +235,7 @@ impl Session {
         self.response = Reply::Sending { keep: false };
         self.fwd = 0;
         if let Some(m) = self.answer.master() {
-            self.ups[m].splice = 0;
+            self.ups[m].forget_owed();
         }
         let _ = cx;
     }

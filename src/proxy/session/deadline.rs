@@ -14,7 +14,7 @@ impl Session {
         }
         for (b, up) in self.ups.iter().enumerate() {
             if self.backend_clock_runs(b) {
-                earliest(up.last_io + up.timeout);
+                earliest(up.deadline());
             }
         }
         at
@@ -26,7 +26,7 @@ impl Session {
     /// sent yet: those are the client's deadlines).
     pub(super) fn backend_clock_runs(&self, b: usize) -> bool {
         let up = &self.ups[b];
-        if !matches!(up.state, State::Connecting | State::Active) || self.phase == Phase::Tunnel {
+        if !up.is_busy() || self.phase == Phase::Tunnel {
             return false;
         }
         let direct = self.answer.master() == Some(b);
@@ -34,12 +34,8 @@ impl Session {
         // A client that sent Expect: 100-continue waits for the master's
         // answer before its body: until the master sends a byte, the wait
         // is the master's.
-        let master_owes_100 = direct && self.req.expect_continue() && up.report.bytes == 0;
-        let waiting_for_body = up.state == State::Active
-            && !up.out_complete
-            && up.out_flushed()
-            && (!direct || self.fwd == 0)
-            && !master_owes_100;
+        let master_owes_100 = direct && self.req.expect_continue() && up.report().bytes == 0;
+        let waiting_for_body = up.waits_for_body() && (!direct || self.fwd == 0) && !master_owes_100;
         !held_by_reader && !waiting_for_body
     }
 
@@ -96,7 +92,7 @@ impl Session {
                     self.peer, cx.cfg.client_idle_timeout
                 );
                 let answered =
-                    self.answer.master().is_some_and(|m| self.ups[m].head_forwarded) || !self.cout.is_empty();
+                    self.answer.master().is_some_and(|m| self.ups[m].head_forwarded()) || !self.cout.is_empty();
                 self.abort_backends(cx);
                 if answered {
                     self.close_client(cx.registry);
@@ -130,7 +126,7 @@ impl Session {
     pub(crate) fn on_timeout<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
         let now = cx.now;
         for b in 0..self.ups.len() {
-            if self.backend_clock_runs(b) && now >= self.ups[b].last_io + self.ups[b].timeout {
+            if self.backend_clock_runs(b) && now >= self.ups[b].deadline() {
                 self.fail(cx, b, Outcome::Timeout);
             }
         }

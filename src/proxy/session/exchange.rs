@@ -56,29 +56,27 @@ impl Session {
             let backend = &backends[b];
             let direct = self.answer.master() == Some(b);
             if dropped.contains(b) {
-                let up = &mut self.ups[b];
-                up.begin(false, 0, cx.now);
-                up.finish(Outcome::Dropped, cx.now);
+                self.ups[b].drop_request(cx.now);
                 continue;
             }
             let connection = plan::backend_connection(direct, multi, self.req.upgrade(), cx.cfg.keep_alive);
             let mut rw = plan::backend_rewrite(cx.cfg, backend, &request, connection, direct, self.exchange_id);
             cx.hooks.munge_request(backend, &request, &mut rw);
+            let send = Send {
+                capture,
+                capture_cap: cx.cfg.capture_cap,
+                keep_alive: connection == Connection::KeepAlive && self.req.keep_alive(),
+                retryable,
+                record: multi,
+            };
             let up = &mut self.ups[b];
-            if up.sock.is_some() && !up.reusable {
-                up.close(cx.registry);
-            }
-            up.begin(capture, cx.cfg.capture_cap, cx.now);
-            up.asked_keep_alive = connection == Connection::KeepAlive && self.req.keep_alive();
-            up.retryable = retryable;
-            write_request(&self.req, &self.req_bytes, &rw, &mut up.out);
-            if multi {
-                up.report.request_head.clone_from(&up.out);
-            }
-            let pooled = if up.sock.is_none() {
-                cx.pools.take(b, cx.now)
-            } else {
+            up.begin(send, cx.registry, cx.now, |out| {
+                write_request(&self.req, &self.req_bytes, &rw, out)
+            });
+            let pooled = if up.has_connection() {
                 None
+            } else {
+                cx.pools.take(b, cx.now)
             };
             if let Err(f) = up.connect(backend.addr, cx.registry, cx.tokens.backend(cx.slot, b), pooled) {
                 failed.push((b, outcome_of(f)));
@@ -147,7 +145,7 @@ impl Session {
     pub(super) fn response_sent(&self) -> bool {
         let flushed = self.client_flushed();
         match self.answer {
-            Answer::Master(m) => self.ups[m].state == State::Done && flushed,
+            Answer::Master(m) => self.ups[m].is_done() && flushed,
             Answer::First(Some(_)) => flushed,
             Answer::First(None) | Answer::Nobody => false,
         }
@@ -156,7 +154,7 @@ impl Session {
     /// When every selected backend is done: the hooks, then the next request
     /// or the end.
     pub(super) fn finish_exchange<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
-        if self.selection.is_empty() || self.selection.iter().any(|b| !matches!(self.ups[b].state, State::Done)) {
+        if self.selection.is_empty() || self.selection.iter().any(|b| !self.ups[b].is_done()) {
             return false;
         }
         if self.selection.len() > 1 {
@@ -180,7 +178,7 @@ impl Session {
         let waiting = self
             .selection
             .iter()
-            .filter(|&b| self.ups[b].state != State::Done)
+            .filter(|&b| !self.ups[b].is_done())
             .fold(Selection::none(), Selection::with);
         if waiting.is_empty() || self.answer.master().is_none_or(|m| waiting.contains(m)) {
             return false;
@@ -189,9 +187,7 @@ impl Session {
             // Never waited for in front of the client: dropped, counted.
             debug!("{}: too many exchanges pending; shadow answers dropped", self.peer);
             for b in waiting.iter() {
-                let up = &mut self.ups[b];
-                up.finish(Outcome::Dropped, cx.now);
-                up.close(cx.registry);
+                self.ups[b].end(Outcome::Dropped, cx.registry, cx.now);
                 cx.backlog.count_drop(b);
             }
             return true;
@@ -224,11 +220,8 @@ impl Session {
     pub(super) fn next_request<H>(&mut self, cx: &mut Cx<'_, H>) {
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
-            up.state = State::Idle;
+            up.end_exchange(cx.registry);
             cx.backlog.unreserve(up);
-            if up.sock.is_some() && !up.reusable {
-                up.close(cx.registry);
-            }
         }
         self.selection = Selection::none();
         self.answer = Answer::Nobody;

@@ -24,7 +24,7 @@ use super::pool::Pools;
 use super::reply;
 use super::stats::Stats;
 use super::tunnel::{End, TUNNEL_PASSES, Tunnel};
-use super::upstream::{BACKEND_BUFFER, PUMP_BUDGET, Settled, State, Step, Upstream, outcome_of};
+use super::upstream::{PUMP_BUDGET, Send, Settled, Step, Upstream, outcome_of};
 use crate::http::{
     BodyDecoder, Connection, Framing, HeadRewrite, HeadStatus, Method, RequestContext, RequestHead, ResponseHead,
     limits, write_request, write_response,
@@ -314,15 +314,13 @@ impl Session {
         if let Some(t) = self.tunnel.as_mut().filter(|_| self.answer.master() == Some(backend)) {
             t.on_master_event(ready);
         } else if let Some(up) = self.ups.get_mut(backend) {
-            up.ready.merge(ready);
+            up.on_event(ready);
         }
     }
 
     /// True when nothing is left to do: the session can be dropped.
     pub(crate) fn is_finished(&self) -> bool {
-        self.client.is_none()
-            && self.tunnel.is_none()
-            && self.ups.iter().all(|u| matches!(u.state, State::Idle | State::Done))
+        self.client.is_none() && self.tunnel.is_none() && self.ups.iter().all(|u| u.is_idle() || u.is_done())
     }
 
     /// Gives back every buffer that holds nothing: one is taken again when
@@ -403,29 +401,20 @@ impl Session {
     fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
         self.close_client(cx.registry);
         if let Some(m) = self.answer.master() {
-            let up = &mut self.ups[m];
-            if !matches!(up.state, State::Done | State::Idle) {
-                up.finish(Outcome::Skipped, cx.now);
-            }
-            up.close(cx.registry);
+            self.ups[m].end(Outcome::Skipped, cx.registry, cx.now);
         }
         // Copies still missing body bytes will never get them.
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
-            if !up.out_complete && !matches!(up.state, State::Done | State::Idle) {
-                up.finish(Outcome::Skipped, cx.now);
-                up.close(cx.registry);
+            if up.request_incomplete() && up.is_busy() {
+                up.end(Outcome::Skipped, cx.registry, cx.now);
             }
         }
     }
 
     fn abort_backends<H>(&mut self, cx: &mut Cx<'_, H>) {
         for b in self.selection.iter() {
-            let up = &mut self.ups[b];
-            if !matches!(up.state, State::Done | State::Idle) {
-                up.finish(Outcome::Skipped, cx.now);
-            }
-            up.close(cx.registry);
+            self.ups[b].end(Outcome::Skipped, cx.registry, cx.now);
         }
     }
 
