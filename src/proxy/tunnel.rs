@@ -84,8 +84,15 @@ impl Tunnel {
 
     /// Moves what readiness allows, once. True on progress; an error says
     /// what failed.
-    pub(crate) fn pass(&mut self, pipes: &mut PipePool, now: Instant) -> Result<bool, String> {
-        let progress = flow::pass_both(&mut self.up, &mut self.down, &mut self.client, &mut self.master, pipes)?;
+    pub(crate) fn pass(&mut self, pool: &mut BufferPool, pipes: &mut PipePool, now: Instant) -> Result<bool, String> {
+        let progress = flow::pass_both(
+            &mut self.up,
+            &mut self.down,
+            &mut self.client,
+            &mut self.master,
+            pool,
+            pipes,
+        )?;
         if progress {
             self.since = now;
         }

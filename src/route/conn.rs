@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 
 use super::settings::Settings;
 use super::{Decision, Router};
-use crate::runtime::buffer::{Buffer, BufferPool};
+use crate::runtime::buffer::BufferPool;
 use crate::runtime::flow::{self, Flow, Side};
 use crate::runtime::net::{self, Io, Readiness};
 use crate::runtime::pipe::{self, PipePool};
@@ -92,20 +92,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(
-        client: TcpStream,
-        peer: SocketAddr,
-        settings: &Settings,
-        now: Instant,
-        pool: &mut BufferPool,
-    ) -> Self {
+    pub(crate) fn new(client: TcpStream, peer: SocketAddr, settings: &Settings, now: Instant) -> Self {
         Conn {
             peer,
             client: Side::new("client", Some(client)),
             server: Side::new("server", None),
             stage: Stage::Peek,
-            up: Flow::new(pool.take(up_capacity(settings))),
-            down: Flow::new(Buffer::new(0)),
+            up: Flow::sized(up_capacity(settings)),
+            down: Flow::sized(SPLICE_BUFFER),
             replaced: 0,
             reply: Vec::new(),
             reply_pos: 0,
@@ -153,6 +147,8 @@ impl Conn {
                 Stage::Done => false,
             };
             if !progress {
+                // Nothing peeked or left over: the buffer goes back.
+                cx.pool.release(&mut self.up.buf);
                 return;
             }
         }
@@ -237,7 +233,7 @@ impl Conn {
         if !self.client.ready.readable || room == 0 {
             return false;
         }
-        let space = self.up.buf.space();
+        let space = self.up.buffer(cx.pool).space();
         let n = space.len().min(room);
         let Some(io) = self.client.read(&mut space[..n]) else {
             return false;
@@ -387,7 +383,6 @@ impl Conn {
                 debug!("{}: routed to {}", self.peer, self.target());
                 self.up.buf.consume(self.replaced);
                 self.replaced = 0;
-                self.down.buf = cx.pool.take(SPLICE_BUFFER);
                 self.stage = Stage::Splice;
                 self.since = cx.now;
                 true
@@ -403,6 +398,7 @@ impl Conn {
             &mut self.down,
             &mut self.client,
             &mut self.server,
+            cx.pool,
             cx.pipes,
         );
         let progress = match passed {
@@ -462,8 +458,9 @@ impl Conn {
         if !self.client.ready.readable {
             return false;
         }
-        self.up.buf.clear();
-        match self.client.read(self.up.buf.space()) {
+        let buf = self.up.buffer(cx.pool);
+        buf.clear();
+        match self.client.read(buf.space()) {
             Some(Io::Done(_)) => true,
             Some(Io::WouldBlock) => false,
             _ => {

@@ -226,7 +226,7 @@ impl<R: Router> Relay<R> {
                 continue;
             }
             debug!("{peer}: accepted");
-            let conn = Conn::new(sock, peer, &self.settings, now, &mut self.pool);
+            let conn = Conn::new(sock, peer, &self.settings, now);
             entry.insert(conn);
             // The router may decide on no bytes at all (a zero peek).
             self.pump(registry, slot, now);

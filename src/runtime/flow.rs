@@ -21,10 +21,11 @@ pub(crate) fn pass_both(
     down: &mut Flow,
     a: &mut Side,
     b: &mut Side,
+    pool: &mut BufferPool,
     pipes: &mut PipePool,
 ) -> Result<bool, String> {
-    let up = up.pass(a, b, pipes)?;
-    let down = down.pass(b, a, pipes)?;
+    let up = up.pass(a, b, pool, pipes)?;
+    let down = down.pass(b, a, pool, pipes)?;
     Ok(up || down)
 }
 
@@ -73,10 +74,14 @@ impl Side {
     }
 }
 
-/// Bytes on their way from one side to the other.
+/// Bytes on their way from one side to the other. The buffer is taken from
+/// the pool when the source has bytes and given back once it is drained: a
+/// silent stream holds none.
 #[derive(Debug)]
 pub(crate) struct Flow {
     pub(crate) buf: Buffer,
+    /// The capacity of the buffer it takes.
+    size: usize,
     /// Sent before `buf`: the router's replacement for the peeked bytes.
     prefix: Vec<u8>,
     prefix_pos: usize,
@@ -88,8 +93,10 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
+    /// A flow starting with `buf`; later buffers have its capacity.
     pub(crate) fn new(buf: Buffer) -> Self {
         Flow {
+            size: buf.capacity(),
             buf,
             prefix: Vec::new(),
             prefix_pos: 0,
@@ -97,6 +104,25 @@ impl Flow {
             bulk: false,
             bytes: 0,
         }
+    }
+
+    /// A flow holding no buffer yet; it takes one of `size` bytes when the
+    /// source has some.
+    pub(crate) fn sized(size: usize) -> Self {
+        Flow::new(Buffer::default()).with_size(size)
+    }
+
+    fn with_size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// The buffer, taken from `pool` if the flow holds none.
+    pub(crate) fn buffer(&mut self, pool: &mut BufferPool) -> &mut Buffer {
+        if self.buf.capacity() == 0 {
+            self.buf = pool.take(self.size);
+        }
+        &mut self.buf
     }
 
     pub(crate) fn set_prefix(&mut self, bytes: Vec<u8>) {
@@ -117,7 +143,25 @@ impl Flow {
     /// Makes the moves readiness allows, once: read, write, and pass the
     /// source's end on once everything was delivered. True on progress;
     /// an error says what failed.
-    pub(crate) fn pass(&mut self, src: &mut Side, dst: &mut Side, pipes: &mut PipePool) -> Result<bool, String> {
+    pub(crate) fn pass(
+        &mut self,
+        src: &mut Side,
+        dst: &mut Side,
+        pool: &mut BufferPool,
+        pipes: &mut PipePool,
+    ) -> Result<bool, String> {
+        let progress = self.pass_once(src, dst, pool, pipes);
+        pool.release(&mut self.buf);
+        progress
+    }
+
+    fn pass_once(
+        &mut self,
+        src: &mut Side,
+        dst: &mut Side,
+        pool: &mut BufferPool,
+        pipes: &mut PipePool,
+    ) -> Result<bool, String> {
         if self.bulk && self.pipe.is_none() && self.pending() == 0 {
             self.bulk = false;
             self.pipe = pipes.take();
@@ -127,9 +171,13 @@ impl Flow {
         let mut progress = match self.pipe.as_mut().filter(|_| in_user_space == 0) {
             Some(pipe) => {
                 let (progress, confirm) = Self::pass_pipe(pipe, &mut self.bytes, src, dst)?;
-                if confirm { self.confirm_end(src)? } else { progress }
+                if confirm {
+                    self.confirm_end(src, pool)?
+                } else {
+                    progress
+                }
             }
-            None => self.pass_copy(src, dst)?,
+            None => self.pass_copy(src, dst, pool)?,
         };
         if src.eof && !dst.shut && self.pending() == 0 {
             dst.shutdown_write()
@@ -139,10 +187,12 @@ impl Flow {
         Ok(progress)
     }
 
-    fn pass_copy(&mut self, src: &mut Side, dst: &mut Side) -> Result<bool, String> {
+    fn pass_copy(&mut self, src: &mut Side, dst: &mut Side, pool: &mut BufferPool) -> Result<bool, String> {
         let mut progress = false;
-        if src.ready.readable && !src.eof && !self.buf.is_full() {
-            let space = self.buf.space();
+        // No buffer held is room: one is taken for the read.
+        let room = self.buf.capacity() == 0 || !self.buf.is_full();
+        if src.ready.readable && !src.eof && room {
+            let space = self.buffer(pool).space();
             let room = space.len();
             let io = src.read(space);
             match io {
@@ -225,8 +275,8 @@ impl Flow {
     /// tells an empty queue or an end from urgent data splice stops at (a
     /// plain read steps over the urgent mark). Bytes it finds are copied,
     /// and the pipe takes over again once they are delivered.
-    fn confirm_end(&mut self, src: &mut Side) -> Result<bool, String> {
-        match src.read(self.buf.space()) {
+    fn confirm_end(&mut self, src: &mut Side, pool: &mut BufferPool) -> Result<bool, String> {
+        match src.read(self.buffer(pool).space()) {
             Some(Io::Done(n)) => {
                 self.buf.fill(n);
                 Ok(true)

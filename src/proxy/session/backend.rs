@@ -172,7 +172,7 @@ impl Session {
         let Some(tunnel) = self.tunnel.as_mut() else {
             return false;
         };
-        match tunnel.pass(cx.pipes, cx.now) {
+        match tunnel.pass(cx.pool, cx.pipes, cx.now) {
             Ok(_) if tunnel.is_over() => {
                 let (up, down) = tunnel.bytes();
                 debug!("{}: tunnel closed both ways ({up} bytes up, {down} down)", self.peer);
