@@ -38,6 +38,13 @@ fn idle_keepalive_connections_cost_under_4_kib_each_and_hold_no_master_connectio
     thread::sleep(Duration::from_millis(300));
     let before = rss(&kage);
     let mut clients = idle_clients(&kage, CONNS);
+    // Idle clients keep at most a pool's worth of master connections, and
+    // the shared pool another.
+    let fds = kage.fds();
+    assert!(
+        fds < CONNS + 2 * DEFAULT_POOL_IDLE_PER_BACKEND + 32,
+        "{fds} descriptors for {CONNS} clients just answered"
+    );
     // Past the time a parked client keeps its master connection.
     thread::sleep(KEEP_BACKEND_WHILE_IDLE + Duration::from_millis(700));
     let after = rss(&kage);

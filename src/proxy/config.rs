@@ -159,7 +159,9 @@ pub struct Config {
     /// Most client connections at once; past it, accepting waits.
     pub max_connections: usize,
     /// Idle keep-alive backend connections kept per backend for later
-    /// client connections (0: none are kept past their session).
+    /// client connections (0: none are kept past their session); as many
+    /// again may be kept by idle clients for their own next request, for
+    /// [`KEEP_BACKEND_WHILE_IDLE`](super::KEEP_BACKEND_WHILE_IDLE).
     pub pool_idle_per_backend: usize,
     /// How long a pooled backend connection may stay idle.
     pub pool_idle_timeout: Duration,

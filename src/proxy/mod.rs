@@ -87,6 +87,9 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     /// move in and out of the slab as a pointer).
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Session>>,
+    /// Backend connections parked clients keep, per backend (at most
+    /// [`Config::pool_idle_per_backend`] each).
+    kept: Vec<usize>,
     tokens: Option<Tokens>,
     sweep: Sweep,
     next_id: u64,
@@ -111,6 +114,7 @@ impl<H: Hooks> Proxy<H> {
         let now = Instant::now();
         let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
         Ok(Proxy {
+            kept: vec![0; cfg.backends.len()],
             pools,
             pipes: PipePool::new(),
             hot: Hot::default(),
@@ -254,7 +258,7 @@ impl<H: Hooks> Proxy<H> {
                     s.on_backend_event(b, ready);
                     self.pump(registry, slot, now);
                 }
-                Some(Conn::Parked(p)) => p.on_backend_event(b, ready, registry),
+                Some(Conn::Parked(p)) => with_parked(&mut self.kept, p, |p| p.on_backend_event(b, ready, registry)),
                 None => {}
             },
             Target::Pending(slot, b) => {
@@ -327,7 +331,8 @@ impl<H: Hooks> Proxy<H> {
         for &slot in &due {
             match self.sessions.get_mut(slot) {
                 Some(Conn::Parked(p)) => {
-                    if p.on_timeout(&self.cfg, registry, &mut self.pools, now) {
+                    let (cfg, pools) = (&self.cfg, &mut self.pools);
+                    if with_parked(&mut self.kept, p, |p| p.on_timeout(cfg, registry, pools, now)) {
                         self.sweep.note(Some(p.deadline(&self.cfg)));
                     } else {
                         self.remove(registry, slot, now);
@@ -436,6 +441,9 @@ impl<H: Hooks> Proxy<H> {
             .pop()
             .unwrap_or_else(|| Box::new(Session::new(&self.cfg, now, &self.stats)));
         if let Conn::Parked(p) = std::mem::replace(conn, Conn::Live(session)) {
+            if let Some(b) = p.kept_backend() {
+                self.kept[b] = self.kept[b].saturating_sub(1);
+            }
             if let Conn::Live(s) = conn {
                 s.revive(p);
             }
@@ -454,7 +462,12 @@ impl<H: Hooks> Proxy<H> {
 
     fn close_conn(&mut self, registry: &Registry, conn: Conn, now: Instant) {
         match conn {
-            Conn::Parked(p) => p.close(registry, &mut self.pools, now),
+            Conn::Parked(p) => {
+                if let Some(b) = p.kept_backend() {
+                    self.kept[b] = self.kept[b].saturating_sub(1);
+                }
+                p.close(registry, &mut self.pools, now)
+            }
             Conn::Live(s) => s.close_all(
                 registry,
                 &mut self.pool,
@@ -540,7 +553,14 @@ impl<H: Hooks> Proxy<H> {
         s.release_buffers(&mut self.pool);
         if !self.draining && s.can_park() {
             let master = self.cfg.master();
-            if let Some(p) = s.park(master, registry, &mut self.pool, &mut self.pools, now) {
+            if let Some(mut p) = s.park(master, registry, &mut self.pool, &mut self.pools, now) {
+                if let Some(b) = p.kept_backend() {
+                    if self.kept[b] < self.cfg.pool_idle_per_backend {
+                        self.kept[b] += 1;
+                    } else {
+                        p.hand_back(registry, &mut self.pools, now);
+                    }
+                }
                 self.sweep.note(Some(p.deadline(&self.cfg)));
                 if let Conn::Live(emptied) = std::mem::replace(conn, Conn::Parked(p)) {
                     if self.spare.len() < MAX_SPARE_SESSIONS {
@@ -556,6 +576,19 @@ impl<H: Hooks> Proxy<H> {
         }
         self.sweep.note(s.deadline(&self.cfg));
     }
+}
+
+/// Runs `f` on a parked connection and counts a kept backend connection
+/// it let go of.
+fn with_parked<T>(kept: &mut [usize], p: &mut Parked, f: impl FnOnce(&mut Parked) -> T) -> T {
+    let before = p.kept_backend();
+    let out = f(p);
+    if let (Some(b), None) = (before, p.kept_backend()) {
+        if let Some(n) = kept.get_mut(b) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    out
 }
 
 impl<H: Hooks> Service for Proxy<H> {

@@ -22,7 +22,9 @@ use crate::runtime::net::Readiness;
 /// How long a parked connection keeps its master connection for its own
 /// next request; after that the master connection goes to the shared pool
 /// (bounded, so ten thousand idle clients do not hold ten thousand
-/// connections to the master).
+/// connections to the master). At most
+/// [`Config::pool_idle_per_backend`] parked connections keep one at a
+/// time; past that a parking client's connection goes to the pool at once.
 pub const KEEP_BACKEND_WHILE_IDLE: Duration = Duration::from_secs(1);
 
 /// A backend connection a parked client keeps for its next request (still
@@ -59,6 +61,11 @@ impl Parked {
             served: false,
             kept: None,
         }
+    }
+
+    /// The backend of the connection it keeps, if it keeps one.
+    pub(crate) fn kept_backend(&self) -> Option<usize> {
+        self.kept.as_ref().map(|k| k.backend)
     }
 
     /// Takes in an event for the client socket; true when the session must
