@@ -27,7 +27,8 @@
 //!   |                settings, and the sans-IO decision layer: Router
 //!   |                trait, Rules (prefix, regex DFA, HTTP Host, TLS SNI),
 //!   |                routes.toml
-//! proxy/ (mio)       Proxy: listener, slab of sessions
+//! proxy/ (mio)       Proxy: listener, slab of connections, each parked
+//!   |                (idle: a socket and clocks, no buffer) or live
 //!   |                session: one client connection, one exchange at a
 //!   |                time, the client side and its deadlines
 //!   |                plan (sans-IO): backends, head rewrites, keep-alive
@@ -39,7 +40,8 @@
 //!   |                hooks: select / munge / backends_finished
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
 //!   v
-//! runtime/           what proxy and router share: buffer (fixed, pooled),
+//! runtime/           what proxy and router share: buffer (pooled by size
+//!   |                class, small first, grown by need),
 //!   |                net (io results as one enum; readiness does the I/O),
 //!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
 //!   |                pause, cap), fds (descriptor limit), flow/pipe (the
@@ -55,9 +57,12 @@
 //!
 //! ## Life of one request
 //!
-//! 1. The client socket is readable: bytes are read (until WouldBlock, or the
-//!    fixed client buffer is full) and [`http::RequestHead::parse`] looks for
-//!    the end of the head in the new bytes only (one `memmem` for LF CRLF).
+//! 1. The client socket is readable: a parked connection (one waiting with
+//!    nothing buffered) is revived into a session, and bytes are read into a
+//!    small buffer from the pool ([`runtime::buffer::SMALL_BUFFER`]), grown
+//!    to [`proxy::CLIENT_BUFFER`] only if a head fills it. Then
+//!    [`http::RequestHead::parse`] looks for the end of the head in the new
+//!    bytes only (one `memmem` for LF CRLF).
 //!    The complete head is parsed once by httparse and validated (framing,
 //!    Host, target form, version, bare CR/LF, ...); a bad one is answered
 //!    with its status (400, 414, 431, 501, 505) and the connection closed,
@@ -103,10 +108,16 @@
 //!    is done. The backlog is bounded: past it, shadow requests are dropped
 //!    and counted ([`proxy::Outcome::Dropped`]), never queued in front of
 //!    the client.
-//! 7. When the client connection ends, its idle reusable backend connections
-//!    go to per-backend pools shared by all sessions (bounded, with an idle
-//!    timeout), as do the shadow connections of finished pending exchanges;
-//!    a later request takes the newest live one before connecting.
+//! 7. A client waiting for its next request with nothing buffered is
+//!    parked: the slab keeps its socket, clocks and the master connection
+//!    kept for it (about a hundred bytes; the emptied session goes to a
+//!    short list of spares, its buffers to the pool). After
+//!    [`proxy::KEEP_BACKEND_WHILE_IDLE`], or past
+//!    [`proxy::Config::pool_idle_per_backend`] kept connections, the master
+//!    connection goes to the per-backend pools shared by all sessions
+//!    (bounded, with an idle timeout), as do the reusable backend
+//!    connections of ended sessions and of finished pending exchanges; a
+//!    later request takes the newest live one before connecting.
 //!
 //! The router's life of a connection is in [`route`]: peek, decide, connect
 //! in failover order, replay, splice with backpressure and half-close.
@@ -137,9 +148,10 @@
 //! byte alone: a client dripping a byte a second is still cut off. Socket
 //! bytes move only through [`runtime::net::Readiness::read`] and
 //! [`runtime::net::Readiness::write`], which clear readiness as the syscall says, so
-//! no loop can spin on a socket that would block. Buffers of closed sessions go to a bounded
-//! [`runtime::buffer::BufferPool`] for the next ones (a fresh one costs a zeroed
-//! allocation). Every limit is a named constant ([`http::limits`],
+//! no loop can spin on a socket that would block. Every buffer goes back to a
+//! [`runtime::buffer::BufferPool`] (by size class, each bounded) as soon as
+//! it is drained, and is taken again when bytes arrive: a few buffers serve
+//! all connections, and an idle one holds none. Every limit is a named constant ([`http::limits`],
 //! [`proxy`] constants).
 //!
 //! ## Embedding
