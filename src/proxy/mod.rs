@@ -620,3 +620,22 @@ impl<H: Hooks> Service for Proxy<H> {
         Proxy::is_done(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a parked (idle) connection costs in the slab: the goal
+    /// is under nginx's ~0.5 KiB per idle keep-alive connection.
+    #[test]
+    fn a_parked_connection_is_small() {
+        let conn = std::mem::size_of::<Conn>();
+        eprintln!(
+            "Conn {conn} B (Parked {} B), Session {} B, Upstream {} B",
+            std::mem::size_of::<Parked>(),
+            std::mem::size_of::<Session>(),
+            std::mem::size_of::<upstream::Upstream>()
+        );
+        assert!(conn <= 128, "a slab entry is {conn} bytes");
+    }
+}

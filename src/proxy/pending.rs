@@ -79,6 +79,10 @@ impl Pending {
                 progress |= up.settle(step, registry, &cfg.backends[b], &request, token, now) != Settled::Idle;
             }
             if !progress {
+                // A shadow waiting for more of its answer holds no empty buffer.
+                for up in &mut self.ups {
+                    up.release_buffer(pool);
+                }
                 return;
             }
         }
