@@ -16,7 +16,7 @@ use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
 use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
 use crate::route::Matcher;
-use crate::values::{line_of, parse_duration, resolve};
+use crate::values::{line_of, parse_duration, parse_size, resolve};
 
 /// What a `kage.toml` says; `None` where it says nothing.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,10 @@ pub struct FileConfig {
     pub forward_client_ip: Option<bool>,
     /// `pool_idle`.
     pub pool_idle: Option<usize>,
+    /// `shadow_body_window`.
+    pub shadow_body_window: Option<usize>,
+    /// `capture_cap`.
+    pub capture_cap: Option<usize>,
     /// `pool_idle_timeout`.
     pub pool_idle_timeout: Option<Duration>,
     /// `diff_log`.
@@ -72,6 +76,9 @@ struct Raw {
     forward_client_ip: Option<bool>,
     pool_idle: Option<Spanned<i64>>,
     pool_idle_timeout: Option<Spanned<String>>,
+    /// A byte count or a size string (`"1MiB"`).
+    shadow_body_window: Option<Spanned<toml::Value>>,
+    capture_cap: Option<Spanned<toml::Value>>,
     diff_log: Option<String>,
     diff_log_bodies: Option<bool>,
     metrics: Option<Spanned<String>>,
@@ -162,6 +169,21 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
                     .ok_or_else(|| format!("{}: {key}: expected a whole number of at least {min}", at(s.span())))
             })
             .transpose()
+    };
+    let size = |v: &Option<Spanned<toml::Value>>, key: &str| -> Result<Option<usize>, String> {
+        let Some(s) = v.as_ref() else { return Ok(None) };
+        let bytes = match s.get_ref() {
+            toml::Value::Integer(n) => usize::try_from(*n).ok(),
+            toml::Value::String(v) => Some(parse_size(v).map_err(|e| format!("{}: {key} = {v:?}: {e}", at(s.span())))?),
+            _ => None,
+        };
+        match bytes {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!(
+                "{}: {key}: expected a size of at least 1 byte, as a number or a string like \"1MiB\"",
+                at(s.span())
+            )),
+        }
     };
     let keep_alive = raw
         .keep_alive
@@ -326,6 +348,8 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         shadow_max_inflight: count(&raw.shadow_max_inflight, "shadow_max_inflight", 0)?,
         forward_client_ip: raw.forward_client_ip,
         pool_idle: count(&raw.pool_idle, "pool_idle", 0)?,
+        shadow_body_window: size(&raw.shadow_body_window, "shadow_body_window")?,
+        capture_cap: size(&raw.capture_cap, "capture_cap")?,
         pool_idle_timeout: duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
         diff_log: raw.diff_log.map(PathBuf::from),
         diff_log_bodies: raw.diff_log_bodies,
@@ -346,6 +370,8 @@ shadow_max_inflight = 64
 forward_client_ip = true
 pool_idle = 64
 pool_idle_timeout = "30s"
+shadow_body_window = "1MiB"         # a shadow further behind the request body is cut
+capture_cap = "1MiB"                # response bytes kept for comparison and the log
 diff_log = "/var/log/kage/diff.jsonl"
 diff_log_bodies = false             # true: record bodies for kage replay
 metrics = "127.0.0.1:9100"

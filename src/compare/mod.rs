@@ -123,7 +123,7 @@ impl Verdict {
         "reset",
         "invalid",
         "truncated",
-        "too_large",
+        "too_slow",
         "skipped",
         "dropped",
     ];

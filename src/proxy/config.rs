@@ -15,8 +15,10 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`Backend::timeout`].
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default for [`Config::shadow_request_cap`] and [`Config::capture_cap`].
+/// Default for [`Config::capture_cap`].
 pub const DEFAULT_CAPTURE_CAP: usize = 1 << 20;
+/// Default for [`Config::shadow_body_window`].
+pub const DEFAULT_SHADOW_BODY_WINDOW: usize = 1 << 20;
 /// Default for [`Config::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most backends one proxy can have (a selection is a 64-bit set).
@@ -151,9 +153,11 @@ pub struct Config {
     /// reading its response (also a tunnel with no byte either way); then it
     /// is cut (408 when nothing was answered yet).
     pub client_idle_timeout: Duration,
-    /// Most bytes of a request copied for each shadow; past it that shadow
-    /// is dropped for the request.
-    pub shadow_request_cap: usize,
+    /// Most request bytes held for one shadow that it has not taken yet.
+    /// Request bodies of any length stream to the shadows as the master
+    /// gets them; a shadow falling further behind is cut for the request
+    /// ([`Outcome::TooSlow`](super::Outcome::TooSlow)).
+    pub shadow_body_window: usize,
     /// Most bytes of each response kept for [`Hooks::backends_finished`](super::Hooks::backends_finished).
     pub capture_cap: usize,
     /// Most client connections at once; past it, accepting waits.
@@ -190,7 +194,7 @@ impl Config {
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
-            shadow_request_cap: DEFAULT_CAPTURE_CAP,
+            shadow_body_window: DEFAULT_SHADOW_BODY_WINDOW,
             capture_cap: DEFAULT_CAPTURE_CAP,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             pool_idle_per_backend: super::pool::DEFAULT_POOL_IDLE_PER_BACKEND,

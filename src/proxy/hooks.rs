@@ -154,9 +154,10 @@ pub enum Outcome {
     Invalid,
     /// The backend closed before its response was complete.
     Truncated,
-    /// The request did not fit the shadow copy cap; the shadow was dropped
-    /// for this request.
-    TooLarge,
+    /// The shadow fell more than
+    /// [`Config::shadow_body_window`](super::Config::shadow_body_window)
+    /// bytes behind the request body; it was cut for this request.
+    TooSlow,
     /// Selected but never sent (the client went away first, or shutdown).
     Skipped,
     /// A shadow request not sent because the shadow had
@@ -178,7 +179,7 @@ impl Outcome {
         Outcome::Reset,
         Outcome::Invalid,
         Outcome::Truncated,
-        Outcome::TooLarge,
+        Outcome::TooSlow,
         Outcome::Skipped,
         Outcome::Dropped,
     ];
@@ -197,7 +198,7 @@ impl Outcome {
             Outcome::Reset => "reset",
             Outcome::Invalid => "invalid",
             Outcome::Truncated => "truncated",
-            Outcome::TooLarge => "too_large",
+            Outcome::TooSlow => "too_slow",
             Outcome::Skipped => "skipped",
             Outcome::Dropped => "dropped",
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ShadowMethods;
 use crate::compare::{self, PathPattern, PathRule};
-use crate::values::{parse_duration, resolve};
+use crate::values::{parse_duration, parse_size, resolve};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -46,6 +46,16 @@ pub(super) fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, Strin
         .ok()
         .filter(|&n| n >= 1)
         .ok_or_else(|| format!("--max-connections {v}: expected a whole number of at least 1"))
+}
+
+/// A byte size of at least 1 (`65536`, `64KiB`, `1MiB`).
+pub(super) fn size_arg(p: &mut lexopt::Parser, flag: &str) -> Result<usize, String> {
+    let v = value(p, flag)?;
+    match parse_size(&v) {
+        Ok(0) => Err(format!("{flag} {v}: expected a size of at least 1 byte")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{flag} {v}: {e}")),
+    }
 }
 
 pub(super) fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {

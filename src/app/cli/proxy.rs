@@ -7,7 +7,9 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::args::{backend_arg, duration_arg, listen_arg, max_connections_arg, parse_methods, rule_flag, value};
+use super::args::{
+    backend_arg, duration_arg, listen_arg, max_connections_arg, parse_methods, rule_flag, size_arg, value,
+};
 use super::{Command, ProxyArgs, ShadowMethods};
 use crate::app::config_file::{self, FileConfig};
 use crate::app::policy::Route;
@@ -39,6 +41,8 @@ pub(super) struct ProxyFlags {
     pool_idle_timeout: Option<Duration>,
     keep_alive: Option<KeepAlive>,
     max_inflight: Option<usize>,
+    shadow_body_window: Option<usize>,
+    capture_cap: Option<usize>,
     forward_client_ip: Option<bool>,
     metrics: Option<SocketAddr>,
     diff_log: Option<PathBuf>,
@@ -110,6 +114,8 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                         .map_err(|_| format!("--pool-idle {v}: expected a whole number (0 keeps none)"))?,
                 );
             }
+            Long("shadow-body-window") => f.shadow_body_window = Some(size_arg(&mut p, "--shadow-body-window")?),
+            Long("capture-cap") => f.capture_cap = Some(size_arg(&mut p, "--capture-cap")?),
             Long("pool-idle-timeout") => f.pool_idle_timeout = Some(duration_arg(&mut p, "--pool-idle-timeout")?),
             Long("keep-alive") => {
                 let v = value(&mut p, "--keep-alive")?;
@@ -206,6 +212,11 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         .or(fc.max_connections)
         .unwrap_or_else(|| proxy_connections(fds::soft_limit(), config.backends.len()));
     config.pool_idle_per_backend = f.pool_idle.or(fc.pool_idle).unwrap_or(config.pool_idle_per_backend);
+    config.shadow_body_window = f
+        .shadow_body_window
+        .or(fc.shadow_body_window)
+        .unwrap_or(config.shadow_body_window);
+    config.capture_cap = f.capture_cap.or(fc.capture_cap).unwrap_or(config.capture_cap);
     config.keep_alive = f.keep_alive.or(fc.keep_alive).unwrap_or(config.keep_alive);
     config.forward_client_ip = f.forward_client_ip.or(fc.forward_client_ip).unwrap_or(false);
     config.shadow_max_inflight = f

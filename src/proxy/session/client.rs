@@ -187,7 +187,8 @@ impl Session {
         };
         let n = scanned.consumed;
         let chunk = &input[..n];
-        let cap = cx.cfg.shadow_request_cap;
+        let cap = cx.cfg.capture_cap;
+        let window = cx.cfg.shadow_body_window;
         let multi = self.selection.len() > 1;
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
@@ -200,13 +201,13 @@ impl Session {
             if Some(b) == self.answer.master() {
                 continue;
             }
-            if !up.copy_body(chunk, cap) {
+            if !up.copy_body(chunk, window) {
                 let name = &cx.cfg.backends[b].name;
                 info!(
-                    "{}: request copy for {name} passed {cap} bytes; dropped for this request",
+                    "{}: {name} fell more than {window} bytes behind the request body; cut for this request (too_slow)",
                     self.peer
                 );
-                up.end(Outcome::TooLarge, cx.registry, cx.now);
+                up.end(Outcome::TooSlow, cx.registry, cx.now);
             }
         }
         if self.answer.master().is_some() {

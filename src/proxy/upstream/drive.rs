@@ -71,9 +71,9 @@ impl Upstream {
             &self.out[self.out_pos.min(self.out.len())..],
         )?;
         self.out_pos += n;
-        // Free what a large copy took, unless the connection was reused: if
-        // it turns out stale the request is sent again from here.
-        if self.out_pos == self.out.len() && self.out_complete && !self.reused {
+        // Sent bytes go, unless a reused connection may turn out stale: then
+        // the request (a head alone) is sent again from here.
+        if self.out_pos == self.out.len() && !(self.reused && self.retryable) {
             self.out.clear();
             self.out_pos = 0;
         }

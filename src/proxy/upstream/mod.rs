@@ -27,6 +27,10 @@ mod drive;
 /// master's are spliced to the client from here). At least a maximal head.
 pub const BACKEND_BUFFER: usize = crate::http::limits::MAX_HEAD_LEN;
 
+/// Sent request bytes a copy drops from its front once there are this many
+/// (one move of what is unsent, at most the window).
+const COMPACT_SENT: usize = 64 * 1024;
+
 /// Most passes of one pump of a session or a pending exchange (one
 /// wake-up); past it the session is closed and
 /// logged (a loop that never settles is a bug, not traffic).
@@ -68,8 +72,6 @@ pub(crate) struct Upstream {
     out_pos: usize,
     /// The request copy in `out` is complete.
     out_complete: bool,
-    /// Body bytes copied into `out` for this request.
-    copied: usize,
     inb: Option<Buffer>,
     head: ResponseHead,
     body: BodyDecoder,
@@ -101,7 +103,6 @@ impl Upstream {
             out: Vec::new(),
             out_pos: 0,
             out_complete: false,
-            copied: 0,
             inb: None,
             head: ResponseHead::new(),
             body: BodyDecoder::Done,
@@ -148,7 +149,6 @@ impl Upstream {
         self.out.clear();
         self.out_pos = 0;
         self.out_complete = false;
-        self.copied = 0;
         self.head.clear();
         self.body = BodyDecoder::Done;
         self.splice = 0;
@@ -383,12 +383,18 @@ impl Upstream {
         self.splice = 0;
     }
 
-    /// Appends request body bytes to this backend's copy; false when the
-    /// copy passed `cap` (nothing more is appended: end the backend's part).
-    pub(crate) fn copy_body(&mut self, chunk: &[u8], cap: usize) -> bool {
-        self.copied += chunk.len();
-        if self.copied > cap {
+    /// Appends request body bytes to this backend's copy; false when more
+    /// than `window` bytes would wait unsent (nothing is appended: the
+    /// backend is too slow, end its part).
+    pub(crate) fn copy_body(&mut self, chunk: &[u8], window: usize) -> bool {
+        let unsent = self.out.len() - self.out_pos.min(self.out.len());
+        if unsent.saturating_add(chunk.len()) > window {
             return false;
+        }
+        if self.out_pos >= COMPACT_SENT {
+            // Sent bytes go: the copy holds the window, not the body.
+            self.out.drain(..self.out_pos.min(self.out.len()));
+            self.out_pos = 0;
         }
         self.out.extend_from_slice(chunk);
         true
