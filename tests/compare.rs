@@ -299,3 +299,63 @@ fn status_headers_and_failures_are_differences() {
     assert_eq!(body["shadow"], "at byte 1: oops");
     assert_eq!(line["differences"][3]["shadow"], "refused");
 }
+
+/// A backend answering `body` (shared, 50 MiB) to every request.
+fn big_backend(body: std::sync::Arc<Vec<u8>>) -> TestBackend {
+    TestBackend::http(move |_| {
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    })
+}
+
+fn big_body() -> Vec<u8> {
+    (0..50u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+#[test]
+fn bodies_longer_than_the_capture_are_compared_to_the_last_byte() {
+    let body = big_body();
+    let mut other = body.clone();
+    other[10 << 20] ^= 0x55;
+    let master = big_backend(std::sync::Arc::new(body.clone()));
+    let same = big_backend(std::sync::Arc::new(body));
+    let late = big_backend(std::sync::Arc::new(other));
+    let run = Running::start(
+        master.addr,
+        &[("same", same.addr), ("late", late.addr)],
+        Rules::default(),
+        None,
+    );
+    let mut c = Client::connect(run.addr);
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.get();
+    assert_eq!((r.status, r.body.len()), (200, 50 << 20));
+    let line = &run.lines(1)[0];
+    assert_eq!(outcome(line, "same"), "match", "{line}");
+    assert_eq!(outcome(line, "late"), "mismatch", "{line}");
+    let diffs = differences(line);
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(diffs[0].0, "body ");
+    assert!(
+        diffs[0]
+            .1
+            .contains("differs in bytes 10485760..10551296, beyond the first 1048576 bytes captured"),
+        "{}",
+        diffs[0].1
+    );
+    let backends = line["backends"].as_array().unwrap();
+    let digests: Vec<_> = backends
+        .iter()
+        .map(|b| (b["body_len"].clone(), b["body_digest"].clone()))
+        .collect();
+    assert_eq!(digests[0], digests[1], "master and the equal shadow: {line}");
+    assert_ne!(digests[0].1, digests[2].1);
+    assert_eq!(digests[0].0, 52428800);
+}

@@ -211,6 +211,7 @@ pub(crate) fn report_of(raw: &[u8], ctx: RequestContext, truncated: bool, outcom
         response_raw: raw.to_vec(),
         response_body: Vec::new(),
         truncated,
+        digest: None,
         ttfb: None,
         total: None,
         bytes: raw.len() as u64,

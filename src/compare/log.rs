@@ -98,6 +98,13 @@ pub struct BackendLine {
     pub total_ms: Option<f64>,
     /// Response bytes received.
     pub bytes: u64,
+    /// The whole decoded body's length (content coding removed), when it
+    /// was digested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_len: Option<u64>,
+    /// Its XXH3-128 digest, 32 hex digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_digest: Option<String>,
 }
 
 impl Record {
@@ -115,6 +122,7 @@ impl Record {
             .map(|(b, r)| {
                 let control = b.role == Role::Shadow && control == Some(b.name.as_str());
                 let verdict = verdicts.iter().find(|(i, _)| *i == r.backend).map(|(_, v)| v.as_str());
+                let digest = r.body_digest();
                 BackendLine {
                     name: b.name.clone(),
                     role: if control { "control" } else { b.role.as_str() },
@@ -123,6 +131,8 @@ impl Record {
                     ttfb_ms: ms(r.ttfb),
                     total_ms: ms(r.total),
                     bytes: r.bytes,
+                    body_len: digest.as_ref().map(|d| d.len),
+                    body_digest: digest.as_ref().map(|d| d.hex()),
                 }
             })
             .collect();

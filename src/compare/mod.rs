@@ -36,7 +36,7 @@ pub use self::rules::{DEFAULT_IGNORED_HEADERS, FRAMING_HEADERS, PathPattern, Pat
 pub use self::tally::{Tally, render as render_summary};
 use crate::http::HeadRewrite;
 use crate::metrics::{Source, label};
-use crate::proxy::{Backend, BackendReport, Exchange, Hooks, Outcome, Request, Role, Selection};
+use crate::proxy::{Backend, BackendReport, DIGEST_BLOCK, Exchange, Hooks, Outcome, Request, Role, Selection};
 
 /// What part of a response differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -257,6 +257,9 @@ fn compare_bodies(
     rules: &Rules,
     out: &mut Vec<Difference>,
 ) {
+    if master.truncated || shadow.truncated {
+        return beyond_capture(master, shadow, name, out);
+    }
     if master.response_body == shadow.response_body {
         return;
     }
@@ -274,9 +277,8 @@ fn compare_bodies(
     if m == s {
         return;
     }
-    let whole = !master.truncated && !shadow.truncated;
     let json = |r: &BackendReport, b: &[u8]| is_json(r.header("content-type"), b);
-    if whole && json(master, &m) && json(shadow, &s) {
+    if json(master, &m) && json(shadow, &s) {
         if let (Ok(mv), Ok(sv)) = (
             serde_json::from_slice::<serde_json::Value>(&m),
             serde_json::from_slice::<serde_json::Value>(&s),
@@ -296,6 +298,46 @@ fn compare_bodies(
         None,
         Some(format!("at byte {at}: {mc}")),
         Some(format!("at byte {at}: {sc}")),
+    ));
+}
+
+/// Bodies longer than the capture: the digests of the whole decoded bodies
+/// decide, and a difference says how far the captured view went.
+fn beyond_capture(master: &BackendReport, shadow: &BackendReport, name: &str, out: &mut Vec<Difference>) {
+    let view = master.response_body.len().min(shadow.response_body.len());
+    let (md, sd) = (master.body_digest(), shadow.body_digest());
+    let describe = |r: &BackendReport, d: &Option<std::borrow::Cow<'_, crate::proxy::BodyDigest>>| match d {
+        Some(d) => format!("{} bytes, xxh3 {}", d.len, d.hex()),
+        None => format!("{} bytes captured, no digest", r.response_body.len()),
+    };
+    // Offsets in the captured bytes mean decoded offsets only without a
+    // content coding.
+    let coded = master.header("content-encoding").is_some() || shadow.header("content-encoding").is_some();
+    let differ_at = || {
+        let (m, s) = (&master.response_body[..view], &shadow.response_body[..view]);
+        (m != s && !coded).then(|| first_difference(m, s).0)
+    };
+    let what = match (&md, &sd) {
+        (Some(m), Some(s)) if m == s => return,
+        (Some(m), Some(s)) => match (differ_at(), m.first_difference(s)) {
+            (Some(at), _) => format!("differs at byte {at}"),
+            (None, Some(at)) if at % DIGEST_BLOCK as u64 != 0 || at == m.len.min(s.len) => {
+                format!("differs at byte {at}, beyond the first {view} bytes captured: one body ends there")
+            }
+            (None, Some(at)) => format!(
+                "differs in bytes {at}..{}, beyond the first {view} bytes captured",
+                at + DIGEST_BLOCK as u64
+            ),
+            (None, None) => format!("differs beyond the first {view} bytes captured"),
+        },
+        _ => format!("not compared beyond the first {view} bytes (the captured part): a body has no digest"),
+    };
+    out.push(Difference::new(
+        name,
+        Kind::Body,
+        None,
+        Some(format!("{what}; {}", describe(master, &md))),
+        Some(format!("{what}; {}", describe(shadow, &sd))),
     ));
 }
 

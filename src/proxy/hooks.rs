@@ -222,6 +222,11 @@ pub struct BackendReport {
     pub response_body: Vec<u8>,
     /// The capture was cut at the cap.
     pub truncated: bool,
+    /// A captured body longer than the capture: the whole decoded body's
+    /// length and digest, taken as it streamed (`None` otherwise, or when
+    /// its content coding could not be undone). See
+    /// [`body_digest`](Self::body_digest).
+    pub digest: Option<super::BodyDigest>,
     /// From sending the request to the first response byte.
     pub ttfb: Option<Duration>,
     /// From sending the request to the last response byte.
@@ -236,6 +241,23 @@ impl BackendReport {
     /// The response status, if a head was received.
     pub fn status(&self) -> Option<u16> {
         self.response.as_ref().map(ResponseHead::status)
+    }
+
+    /// The whole decoded body's digest, however much of it was captured:
+    /// taken while it streamed, or made now from a body captured whole.
+    /// `None` for an incomplete response, or a content coding that could
+    /// not be undone.
+    pub fn body_digest(&self) -> Option<std::borrow::Cow<'_, super::BodyDigest>> {
+        if self.outcome != Outcome::Complete {
+            return None;
+        }
+        match &self.digest {
+            Some(d) => Some(std::borrow::Cow::Borrowed(d)),
+            None if !self.truncated => {
+                super::BodyDigest::of(&self.response_body, self.header("content-encoding")).map(std::borrow::Cow::Owned)
+            }
+            None => None,
+        }
     }
 
     /// The value of the first response field named `name`.

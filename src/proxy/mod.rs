@@ -7,6 +7,7 @@
 //! ready-made host.
 
 mod config;
+mod digest;
 mod forwarded;
 mod hooks;
 mod parked;
@@ -44,6 +45,7 @@ pub use config::{
     DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_MARKER, DEFAULT_SHADOW_MAX_INFLIGHT,
     DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
+pub use digest::{BodyDigest, DIGEST_BLOCK, MAX_DIGEST_BLOCKS, MAX_INFLATED};
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
 pub use parked::KEEP_BACKEND_WHILE_IDLE;
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};

@@ -166,13 +166,24 @@ impl Upstream {
         let cap = self.capture_cap;
         let capture = self.capture;
         let report = &mut self.report;
+        let (digester, coding) = (&mut self.digester, self.coding);
         let scanned = self.body.scan(input, |r| {
-            if capture {
-                let room = cap.saturating_sub(report.response_body.len());
-                report.truncated |= r.len() > room;
-                report
-                    .response_body
-                    .extend_from_slice(&input[r.start..r.start + r.len().min(room)]);
+            if !capture {
+                return;
+            }
+            let room = cap.saturating_sub(report.response_body.len());
+            let keep = r.len().min(room);
+            report.response_body.extend_from_slice(&input[r.start..r.start + keep]);
+            if keep < r.len() {
+                // Past the capture: the rest is digested as it streams
+                // (starting with what was captured), never kept.
+                report.truncated = true;
+                let d = digester.get_or_insert_with(|| {
+                    let mut d = Box::new(Digester::new(coding));
+                    d.update(&report.response_body);
+                    d
+                });
+                d.update(&input[r.start + keep..r.end]);
             }
         })?;
         if capture {
@@ -284,6 +295,9 @@ impl Upstream {
                     continue;
                 }
                 self.capture_head(len);
+                if self.capture {
+                    self.coding = Coding::of(self.head.header(&self.report.response_raw, "content-encoding"));
+                }
                 let framing = self.head.framing();
                 self.body = BodyDecoder::new(framing);
                 self.reusable = self.asked_keep_alive && self.head.keep_alive() && framing != Framing::Tunnel;

@@ -14,6 +14,7 @@ use mio::{Interest, Registry, Token};
 use log::{debug, info, warn};
 
 use super::config::{Backend, Role};
+use super::digest::{Coding, Digester};
 use super::hooks::{BackendReport, Outcome, Request};
 use super::pool::Pools;
 use super::stats::Stats;
@@ -79,6 +80,10 @@ pub(crate) struct Upstream {
     splice: usize,
     /// Keep response bytes for the hooks.
     capture: bool,
+    /// The digest of a captured body longer than the capture, under way.
+    digester: Option<Box<Digester>>,
+    /// The captured response's content coding (for its digest).
+    coding: Coding,
     capture_cap: usize,
     report: BackendReport,
     sent_at: Instant,
@@ -108,6 +113,8 @@ impl Upstream {
             body: BodyDecoder::Done,
             splice: 0,
             capture: false,
+            digester: None,
+            coding: Coding::None,
             capture_cap: 0,
             report: empty_report(index),
             sent_at: now,
@@ -153,6 +160,8 @@ impl Upstream {
         self.body = BodyDecoder::Done;
         self.splice = 0;
         self.capture = capture;
+        self.digester = None;
+        self.coding = Coding::None;
         self.capture_cap = capture_cap;
         self.report = empty_report(self.report.backend);
         self.sent_at = now;
@@ -272,6 +281,7 @@ impl Upstream {
             self.stats.record(self.report.backend, outcome, total);
         }
         if outcome == Outcome::Complete {
+            self.report.digest = self.digester.take().and_then(|d| d.finish());
             self.report.total = Some(now.saturating_duration_since(self.sent_at));
             self.report.response = Some(std::mem::take(&mut self.head));
         } else if self.head.is_complete() {
@@ -587,6 +597,7 @@ pub(crate) enum Step {
 
 fn empty_report(backend: usize) -> BackendReport {
     BackendReport {
+        digest: None,
         backend,
         request_head: Vec::new(),
         request_body: Vec::new(),
