@@ -163,8 +163,9 @@ pub struct Config {
     /// Most client connections at once; past it, accepting waits.
     pub max_connections: usize,
     /// Idle keep-alive backend connections kept per backend for later
-    /// client connections (0: none are kept past their session); as many
-    /// again may be kept by idle clients for their own next request, for
+    /// client connections (0: none are kept past their session). Besides,
+    /// up to the larger of this and [`MIN_KEPT_PER_BACKEND`](super::MIN_KEPT_PER_BACKEND)
+    /// idle clients keep their own for their next request, for
     /// [`KEEP_BACKEND_WHILE_IDLE`](super::KEEP_BACKEND_WHILE_IDLE).
     pub pool_idle_per_backend: usize,
     /// How long a pooled backend connection may stay idle.

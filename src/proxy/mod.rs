@@ -47,7 +47,7 @@ pub use config::{
 };
 pub use digest::{BodyDigest, DIGEST_BLOCK, MAX_DIGEST_BLOCKS, MAX_INFLATED};
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
-pub use parked::KEEP_BACKEND_WHILE_IDLE;
+pub use parked::{KEEP_BACKEND_WHILE_IDLE, MIN_KEPT_PER_BACKEND};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
 pub use stats::{DropReason, Stats};
@@ -65,16 +65,16 @@ use session::{Cx, Session};
 
 /// What a slot of the proxy's slab holds: a client connection waiting with
 /// nothing buffered (a hundred bytes or so), or one being served.
-enum Conn {
+enum Slot {
     Parked(Parked),
     Live(Box<Session>),
 }
 
-impl Conn {
+impl Slot {
     fn deadline(&self, cfg: &Config) -> Option<Instant> {
         match self {
-            Conn::Parked(p) => Some(p.deadline(cfg)),
-            Conn::Live(s) => s.deadline(cfg),
+            Slot::Parked(p) => Some(p.deadline(cfg)),
+            Slot::Live(s) => s.deadline(cfg),
         }
     }
 }
@@ -84,7 +84,7 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     cfg: Config,
     hooks: H,
     acceptor: Acceptor,
-    sessions: Slab<Conn>,
+    sessions: Slab<Slot>,
     /// Emptied sessions for parked connections that come back (boxed: they
     /// move in and out of the slab as a pointer).
     #[allow(clippy::vec_box)]
@@ -244,11 +244,11 @@ impl<H: Hooks> Proxy<H> {
             }
             Target::Client(slot) => {
                 let wake = match self.sessions.get_mut(slot) {
-                    Some(Conn::Live(s)) => {
+                    Some(Slot::Live(s)) => {
                         s.on_client_event(ready);
                         true
                     }
-                    Some(Conn::Parked(p)) => p.on_client_event(ready),
+                    Some(Slot::Parked(p)) => p.on_client_event(ready),
                     None => false,
                 };
                 if wake {
@@ -256,11 +256,11 @@ impl<H: Hooks> Proxy<H> {
                 }
             }
             Target::Backend(slot, b) => match self.sessions.get_mut(slot) {
-                Some(Conn::Live(s)) => {
+                Some(Slot::Live(s)) => {
                     s.on_backend_event(b, ready);
                     self.pump(registry, slot, now);
                 }
-                Some(Conn::Parked(p)) => with_parked(&mut self.kept, p, |p| p.on_backend_event(b, ready, registry)),
+                Some(Slot::Parked(p)) => with_parked(&mut self.kept, p, |p| p.on_backend_event(b, ready, registry)),
                 None => {}
             },
             Target::Pending(slot, b) => {
@@ -303,7 +303,7 @@ impl<H: Hooks> Proxy<H> {
     pub fn on_timeout(&mut self, registry: &Registry, now: Instant) {
         let hot = self.hot.take();
         for &slot in &hot {
-            if let Some(Conn::Live(s)) = self.sessions.get_mut(slot) {
+            if let Some(Slot::Live(s)) = self.sessions.get_mut(slot) {
                 s.queued = false;
                 self.pump(registry, slot, now);
             }
@@ -319,7 +319,7 @@ impl<H: Hooks> Proxy<H> {
             if open > 0 {
                 warn!("shutdown grace over: closing {open} connection(s)");
             }
-            let conns: Vec<Conn> = self.sessions.drain().collect();
+            let conns: Vec<Slot> = self.sessions.drain().collect();
             for conn in conns {
                 self.close_conn(registry, conn, now);
             }
@@ -332,7 +332,7 @@ impl<H: Hooks> Proxy<H> {
             .take_due(now, self.sessions.iter().map(|(slot, c)| (slot, c.deadline(cfg))));
         for &slot in &due {
             match self.sessions.get_mut(slot) {
-                Some(Conn::Parked(p)) => {
+                Some(Slot::Parked(p)) => {
                     let (cfg, pools) = (&self.cfg, &mut self.pools);
                     if with_parked(&mut self.kept, p, |p| p.on_timeout(cfg, registry, pools, now)) {
                         self.sweep.note(Some(p.deadline(&self.cfg)));
@@ -340,7 +340,7 @@ impl<H: Hooks> Proxy<H> {
                         self.remove(registry, slot, now);
                     }
                 }
-                Some(Conn::Live(_)) => {
+                Some(Slot::Live(_)) => {
                     self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
                     self.after_pump(registry, slot, now);
                 }
@@ -417,7 +417,7 @@ impl<H: Hooks> Proxy<H> {
                 continue;
             }
             debug!("{peer}: accepted");
-            entry.insert(Conn::Parked(Parked::accepted(sock, peer, now)));
+            entry.insert(Slot::Parked(Parked::accepted(sock, peer, now)));
             self.stats.set_connections(self.sessions.len());
             self.after_pump(registry, slot, now);
         }
@@ -435,18 +435,16 @@ impl<H: Hooks> Proxy<H> {
         let Some(conn) = self.sessions.get_mut(slot) else {
             return;
         };
-        if matches!(conn, Conn::Live(_)) {
+        if matches!(conn, Slot::Live(_)) {
             return;
         }
         let session = self
             .spare
             .pop()
             .unwrap_or_else(|| Box::new(Session::new(&self.cfg, now, &self.stats)));
-        if let Conn::Parked(p) = std::mem::replace(conn, Conn::Live(session)) {
-            if let Some(b) = p.kept_backend() {
-                self.kept[b] = self.kept[b].saturating_sub(1);
-            }
-            if let Conn::Live(s) = conn {
+        if let Slot::Parked(p) = std::mem::replace(conn, Slot::Live(session)) {
+            uncount(&mut self.kept, p.kept_backend());
+            if let Slot::Live(s) = conn {
                 s.revive(p);
             }
         }
@@ -462,15 +460,13 @@ impl<H: Hooks> Proxy<H> {
         }
     }
 
-    fn close_conn(&mut self, registry: &Registry, conn: Conn, now: Instant) {
+    fn close_conn(&mut self, registry: &Registry, conn: Slot, now: Instant) {
         match conn {
-            Conn::Parked(p) => {
-                if let Some(b) = p.kept_backend() {
-                    self.kept[b] = self.kept[b].saturating_sub(1);
-                }
+            Slot::Parked(p) => {
+                uncount(&mut self.kept, p.kept_backend());
                 p.close(registry, &mut self.pools, now)
             }
-            Conn::Live(s) => s.close_all(
+            Slot::Live(s) => s.close_all(
                 registry,
                 &mut self.pool,
                 &mut self.pools,
@@ -490,7 +486,7 @@ impl<H: Hooks> Proxy<H> {
         f: impl FnOnce(&mut Session, &mut Cx<'_, H>),
     ) {
         let Some(tokens) = self.tokens else { return };
-        let Some(Conn::Live(s)) = self.sessions.get_mut(slot) else {
+        let Some(Slot::Live(s)) = self.sessions.get_mut(slot) else {
             return;
         };
         let mut cx = Cx {
@@ -542,8 +538,8 @@ impl<H: Hooks> Proxy<H> {
             None => return,
         };
         let s = match conn {
-            Conn::Live(s) => s,
-            Conn::Parked(p) => {
+            Slot::Live(s) => s,
+            Slot::Parked(p) => {
                 self.sweep.note(Some(p.deadline(&self.cfg)));
                 return;
             }
@@ -557,14 +553,14 @@ impl<H: Hooks> Proxy<H> {
             let master = self.cfg.master();
             if let Some(mut p) = s.park(master, registry, &mut self.pool, &mut self.pools, now) {
                 if let Some(b) = p.kept_backend() {
-                    if self.kept[b] < self.cfg.pool_idle_per_backend {
+                    if self.kept[b] < self.cfg.pool_idle_per_backend.max(MIN_KEPT_PER_BACKEND) {
                         self.kept[b] += 1;
                     } else {
                         p.hand_back(registry, &mut self.pools, now);
                     }
                 }
                 self.sweep.note(Some(p.deadline(&self.cfg)));
-                if let Conn::Live(emptied) = std::mem::replace(conn, Conn::Parked(p)) {
+                if let Slot::Live(emptied) = std::mem::replace(conn, Slot::Parked(p)) {
                     if self.spare.len() < MAX_SPARE_SESSIONS {
                         self.spare.push(emptied);
                     }
@@ -585,12 +581,17 @@ impl<H: Hooks> Proxy<H> {
 fn with_parked<T>(kept: &mut [usize], p: &mut Parked, f: impl FnOnce(&mut Parked) -> T) -> T {
     let before = p.kept_backend();
     let out = f(p);
-    if let (Some(b), None) = (before, p.kept_backend()) {
-        if let Some(n) = kept.get_mut(b) {
-            *n = n.saturating_sub(1);
-        }
+    if p.kept_backend().is_none() {
+        uncount(kept, before);
     }
     out
+}
+
+/// One kept connection to backend `b` fewer.
+fn uncount(kept: &mut [usize], b: Option<usize>) {
+    if let Some(n) = b.and_then(|b| kept.get_mut(b)) {
+        *n = n.saturating_sub(1);
+    }
 }
 
 impl<H: Hooks> Service for Proxy<H> {
@@ -631,9 +632,9 @@ mod tests {
     /// is under nginx's ~0.5 KiB per idle keep-alive connection.
     #[test]
     fn a_parked_connection_is_small() {
-        let conn = std::mem::size_of::<Conn>();
+        let conn = std::mem::size_of::<Slot>();
         eprintln!(
-            "Conn {conn} B (Parked {} B), Session {} B, Upstream {} B",
+            "Slot {conn} B (Parked {} B), Session {} B, Upstream {} B",
             std::mem::size_of::<Parked>(),
             std::mem::size_of::<Session>(),
             std::mem::size_of::<upstream::Upstream>()

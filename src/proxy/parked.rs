@@ -1,7 +1,8 @@
 //! A client connection with nothing to do: accepted and waiting for its
 //! first byte, or kept alive between requests. It holds its socket, a few
 //! instants and the master connection kept for its next request: no buffer
-//! and no exchange state (about a hundred bytes, see `tests/economy.rs`).
+//! and no exchange state (104 bytes in the slab: the test in
+//! `proxy/mod.rs`; `tests/economy.rs` measures the RSS).
 //!
 //! The proxy's slab holds either a parked connection or a live
 //! [`Session`](super::session::Session) (boxed). A session parks as soon as
@@ -22,10 +23,16 @@ use crate::runtime::net::Readiness;
 /// How long a parked connection keeps its master connection for its own
 /// next request; after that the master connection goes to the shared pool
 /// (bounded, so ten thousand idle clients do not hold ten thousand
-/// connections to the master). At most
-/// [`Config::pool_idle_per_backend`] parked connections keep one at a
-/// time; past that a parking client's connection goes to the pool at once.
+/// connections to the master). At most the larger of
+/// [`Config::pool_idle_per_backend`] and [`MIN_KEPT_PER_BACKEND`] parked
+/// connections keep one at a time; past that a parking client's connection
+/// goes to the pool at once.
 pub const KEEP_BACKEND_WHILE_IDLE: Duration = Duration::from_secs(1);
+
+/// Idle clients that may keep their own backend connection at once, per
+/// backend, however small the shared pool (`--pool-idle 0` still lets a
+/// keep-alive client reuse its connection).
+pub const MIN_KEPT_PER_BACKEND: usize = 64;
 
 /// A backend connection a parked client keeps for its next request (still
 /// registered on the session's token for that backend).
@@ -78,11 +85,18 @@ impl Parked {
     /// An event for a kept backend connection: a backend has nothing to say
     /// on an idle connection, so a readable one is closed or broken.
     pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness, registry: &Registry) {
-        if !ready.readable || self.kept.as_ref().is_none_or(|k| k.backend != backend) {
+        let Some(kept) = self.kept.as_mut().filter(|k| k.backend == backend) else {
+            return;
+        };
+        kept.ready.merge(ready);
+        if !ready.readable {
             return;
         }
         if let Some(mut kept) = self.kept.take() {
-            debug!("{}: kept backend connection closed or talked; dropped", self.peer);
+            debug!(
+                "{}: kept backend connection closed, broke or talked; dropped",
+                self.peer
+            );
             let _ = registry.deregister(&mut kept.sock);
         }
     }

@@ -129,11 +129,13 @@ impl Session {
     /// The master answered an upgrade: both sockets, and the bytes each is
     /// still owed, go to a [`Tunnel`].
     pub(super) fn open_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
-        let Some((master, master_ready, master_buf)) = self.ups[m].take_tunnel(cx.pool) else {
+        if self.client.is_none() {
             self.abort_all(cx);
             return;
-        };
-        let Some(client) = self.client.take() else {
+        }
+        let (Some((master, master_ready, master_buf)), Some(client)) =
+            (self.ups[m].take_tunnel(cx.pool), self.client.take())
+        else {
             self.abort_all(cx);
             return;
         };

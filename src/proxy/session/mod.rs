@@ -300,6 +300,12 @@ impl Session {
         self.fwd = 0;
         self.exchange_id = 0;
         self.served = false;
+        // What can_park guaranteed, made explicit for the next client.
+        self.phase = Phase::Head;
+        self.answer = Answer::Nobody;
+        self.response = Reply::Owed;
+        self.yielded = false;
+        self.queued = false;
         Some(parked)
     }
 

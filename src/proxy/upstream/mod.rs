@@ -521,6 +521,7 @@ impl Upstream {
     /// client: nothing of the last exchange stays, and request bytes keep
     /// at most `max_room` of room.
     pub(crate) fn recycle(&mut self, max_room: usize) {
+        debug_assert!(!self.reserved, "an upstream holding an in-flight place is recycled");
         self.state = State::Idle;
         self.out.clear();
         self.out_pos = 0;
