@@ -99,10 +99,11 @@ pub struct BackendLine {
     /// Response bytes received.
     pub bytes: u64,
     /// The whole decoded body's length (content coding removed), when it
-    /// was digested.
+    /// is known: digested, or captured whole without a coding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_len: Option<u64>,
-    /// Its XXH3-128 digest, 32 hex digits.
+    /// Its XXH3-128 digest (32 hex digits), for a body longer than the
+    /// capture: taken as it streamed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_digest: Option<String>,
 }
@@ -122,7 +123,14 @@ impl Record {
             .map(|(b, r)| {
                 let control = b.role == Role::Shadow && control == Some(b.name.as_str());
                 let verdict = verdicts.iter().find(|(i, _)| *i == r.backend).map(|(_, v)| v.as_str());
-                let digest = r.body_digest();
+                // Only digests taken while a body streamed past the capture:
+                // hashing a body captured whole costs as much again as the
+                // line, and the comparison had its bytes.
+                let digest = r.digest.as_ref();
+                let whole_len = (r.outcome == crate::proxy::Outcome::Complete
+                    && !r.truncated
+                    && r.header("content-encoding").is_none())
+                .then_some(r.response_body.len() as u64);
                 BackendLine {
                     name: b.name.clone(),
                     role: if control { "control" } else { b.role.as_str() },
@@ -131,8 +139,8 @@ impl Record {
                     ttfb_ms: ms(r.ttfb),
                     total_ms: ms(r.total),
                     bytes: r.bytes,
-                    body_len: digest.as_ref().map(|d| d.len),
-                    body_digest: digest.as_ref().map(|d| d.hex()),
+                    body_len: digest.map(|d| d.len).or(whole_len),
+                    body_digest: digest.map(|d| d.hex()),
                 }
             })
             .collect();
