@@ -68,7 +68,19 @@ fn replay(args: ReplayArgs) -> ExitCode {
             eprintln!("kage: {e}");
             ExitCode::FAILURE
         }
+        Ok(found) if found.sent == 0 => {
+            eprintln!(
+                "kage: {} has no recorded request to replay ({} line(s) without recorded bodies): \
+                 record with --diff-log-bodies; nothing was compared",
+                args.log.display(),
+                found.skipped
+            );
+            ExitCode::from(2)
+        }
         Ok(found) => {
+            for line in &found.failures {
+                println!("{line}");
+            }
             println!(
                 "replayed {} request(s) from {} to {}{}\n",
                 found.sent,

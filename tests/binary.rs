@@ -205,6 +205,89 @@ fn replay_sends_recorded_requests_and_compares_with_the_recorded_master() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// `kage replay --log LOG --to TO [extra]`: exit code, stdout, stderr.
+fn run_replay(log: &std::path::Path, to: SocketAddr, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args(["replay", "--log", log.to_str().unwrap(), "--to", &to.to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn replay_compares_long_recordings_by_digest_and_refuses_to_compare_nothing() {
+    const SIZE: usize = 5 << 20;
+    fn big(flip: Option<usize>) -> TestBackend {
+        let mut body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        if let Some(at) = flip {
+            body[at] ^= 1;
+        }
+        let body = std::sync::Arc::new(body);
+        TestBackend::http(move |_| {
+            let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").into_bytes();
+            out.extend_from_slice(&body);
+            out
+        })
+    }
+    let (master, shadow) = (big(None), big(None));
+    let log = std::env::temp_dir().join(format!("kage-replay-big-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let kage = shadowed(
+        &master,
+        &shadow,
+        &["--diff-log", log.to_str().unwrap(), "--diff-log-bodies"],
+    );
+    let r = roundtrip(kage.addr, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, SIZE));
+    let t = Instant::now();
+    while std::fs::read_to_string(&log).unwrap_or_default().lines().count() < 1 {
+        assert!(t.elapsed() < QUICK, "a line in the diff log");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(kage);
+    // Recorded cut at the capture (1 MiB): the digest decides.
+    let same = big(None);
+    let (code, text, err) = run_replay(&log, same.addr, &["--fail-on-mismatch"]);
+    assert_eq!(code, Some(0), "{text}{err}");
+    assert!(text.contains("1 match"), "{text}");
+    let late = big(Some(3 << 20));
+    let (code, text, err) = run_replay(&log, late.addr, &["--fail-on-mismatch"]);
+    assert_eq!(code, Some(1), "{text}{err}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("mismatch GET /big: body: differs beyond the first ")
+            && first.contains("bytes captured; 5242880 bytes, xxh3 "),
+        "one line per request that did not match: {text}"
+    );
+    // Nothing to compare is not a pass.
+    let bare = std::env::temp_dir().join(format!("kage-replay-bare-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &bare,
+        "{\"id\":1,\"method\":\"GET\",\"target\":\"/\",\"backends\":[],\"differences\":[]}\n",
+    )
+    .unwrap();
+    for extra in [&[][..], &["--fail-on-mismatch"][..]] {
+        let (code, _, err) = run_replay(&bare, same.addr, extra);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("no recorded request") && err.contains("--diff-log-bodies"),
+            "{err}"
+        );
+    }
+    // A target nothing listens on is named.
+    let dead = closed_port();
+    let (code, _, err) = run_replay(&log, dead, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("cannot connect to {dead}")), "{err}");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&bare);
+}
+
 #[test]
 fn memory_stays_bounded_for_a_64_mib_response_to_a_slow_reader() {
     const SIZE: usize = 64 << 20;

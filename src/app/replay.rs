@@ -15,7 +15,7 @@ use crate::compare::{Kind, Rules, Tally, compare, render_summary, verdict};
 use crate::http::{
     BodyDecoder, Connection, HeadRewrite, HeadStatus, RequestContext, RequestHead, ResponseHead, write_request,
 };
-use crate::proxy::{BackendReport, DEFAULT_CAPTURE_CAP, Outcome};
+use crate::proxy::{BackendReport, BodyDigest, DEFAULT_CAPTURE_CAP, Outcome};
 
 /// Waits at most this long for each reply.
 pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,6 +29,9 @@ pub struct Outcomes {
     pub skipped: usize,
     /// Verdicts of the target against the recorded master.
     pub verdicts: BTreeMap<&'static str, u64>,
+    /// One line per request that did not match: its verdict, method,
+    /// target and what differed.
+    pub failures: Vec<String>,
     /// The summary text.
     pub summary: String,
 }
@@ -81,7 +84,11 @@ pub fn run(log: &Path, to: SocketAddr, rules: &Rules) -> io::Result<Outcomes> {
         raw.extend(field("master", "body_b64")?);
         let (req_head, ctx, idempotent) =
             keep_alive_head(&recorded_head).ok_or_else(|| at("recorded.request is not a request head"))?;
-        let recorded = report_of(&raw, ctx, rec["master"]["truncated"] == true, Outcome::Complete);
+        let mut recorded = report_of(&raw, ctx, rec["master"]["truncated"] == true, Outcome::Complete);
+        if recorded.truncated {
+            // Cut at the capture: the line's digest covers the whole body.
+            recorded.digest = recorded_digest(&v);
+        }
         master.add(recorded.status(), None);
         // One connection while the target keeps it; when a reused one fails,
         // an idempotent request is tried once more on a fresh one (as the
@@ -93,7 +100,8 @@ pub fn run(log: &Path, to: SocketAddr, rules: &Rules) -> io::Result<Outcomes> {
             None => (Err(io::ErrorKind::NotConnected.into()), None),
         };
         if reply.is_err() && (!reused || idempotent) {
-            let s = TcpStream::connect(to)?;
+            let s =
+                TcpStream::connect(to).map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {to}: {e}")))?;
             s.set_read_timeout(Some(REPLAY_TIMEOUT))?;
             started = Instant::now();
             (reply, kept) = exchange(s, Vec::new(), &req_head, &req_body, ctx);
@@ -111,8 +119,30 @@ pub fn run(log: &Path, to: SocketAddr, rules: &Rules) -> io::Result<Outcomes> {
         out.sent += 1;
         target.add(reply.status(), reply.total);
         let diffs = compare(&recorded, &reply, "target", rules);
-        let v = verdict(&reply, &recorded, &diffs);
-        *out.verdicts.entry(v.as_str()).or_default() += 1;
+        let verdict = verdict(&reply, &recorded, &diffs);
+        *out.verdicts.entry(verdict.as_str()).or_default() += 1;
+        if !matches!(verdict.as_str(), "match" | "ignored") {
+            let what: Vec<String> = diffs
+                .iter()
+                .filter(|d| d.counts())
+                .map(|d| {
+                    let path = d.path.as_deref().map(|p| format!(" {p}")).unwrap_or_default();
+                    let side = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+                    format!("{}{path}: {} vs {}", d.kind.as_str(), side(&d.master), side(&d.shadow))
+                })
+                .collect();
+            out.failures.push(format!(
+                "{} {} {}: {}",
+                verdict.as_str(),
+                v["method"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?"),
+                if what.is_empty() {
+                    verdict.as_str().to_string()
+                } else {
+                    what.join("; ")
+                }
+            ));
+        }
         for d in diffs.iter().filter(|d| d.counts()) {
             *differences
                 .entry(("target".into(), d.kind, d.path.clone().unwrap_or_default()))
@@ -200,6 +230,16 @@ fn exchange(
     (Ok(raw), keep.then_some((stream, buf)))
 }
 
+/// The recorded master's whole-body digest from a diff log line.
+fn recorded_digest(line: &Value) -> Option<BodyDigest> {
+    let master = line["backends"].as_array()?.iter().find(|b| b["role"] == "master")?;
+    Some(BodyDigest {
+        len: master["body_len"].as_u64()?,
+        xxh3: u128::from_str_radix(master["body_digest"].as_str()?, 16).ok()?,
+        blocks: Vec::new(),
+    })
+}
+
 /// A report of a response from its raw bytes (head and framed body).
 pub(crate) fn report_of(raw: &[u8], ctx: RequestContext, truncated: bool, outcome: Outcome) -> BackendReport {
     let mut head = ResponseHead::new();
@@ -220,12 +260,14 @@ pub(crate) fn report_of(raw: &[u8], ctx: RequestContext, truncated: bool, outcom
     if let Ok(HeadStatus::Complete(len)) = head.parse(raw, ctx) {
         let mut decoder = BodyDecoder::new(head.framing());
         let body = &raw[len..];
-        let cap = DEFAULT_CAPTURE_CAP;
         let mut decoded = Vec::new();
-        let _ = decoder.scan(body, |r| {
-            let room = cap.saturating_sub(decoded.len());
-            decoded.extend_from_slice(&body[r.start..r.start + r.len().min(room)]);
-        });
+        let _ = decoder.scan(body, |r| decoded.extend_from_slice(&body[r]));
+        // As the proxy would have captured it: past the cap, a digest.
+        if !truncated && decoded.len() > DEFAULT_CAPTURE_CAP {
+            report.digest = BodyDigest::of(&decoded, head.header(raw, "content-encoding"));
+            report.truncated = true;
+            decoded.truncate(DEFAULT_CAPTURE_CAP);
+        }
         report.response_body = decoded;
         report.response = Some(head);
     } else if outcome == Outcome::Complete {

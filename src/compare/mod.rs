@@ -52,6 +52,18 @@ pub enum Kind {
     Outcome,
 }
 
+impl Kind {
+    /// Lower-case name, as in the diff log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::Header => "header",
+            Kind::Body => "body",
+            Kind::Outcome => "outcome",
+        }
+    }
+}
+
 /// One difference between a shadow's response and the master's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difference {
