@@ -32,6 +32,7 @@
 //!   |                session: one client connection, one exchange at a
 //!   |                time, the client side and its deadlines
 //!   |                plan (sans-IO): backends, head rewrites, keep-alive
+//!   |                digest (sans-IO): whole-body digests past the capture
 //!   |                upstream: one backend connection: drive (connect,
 //!   |                send, read, parse; streamed or captured), settle
 //!   |                tunnel: an upgrade, on runtime's two-way splice
@@ -80,8 +81,11 @@
 //!    every backend is asked for keep-alive.
 //! 3. The master (reused if its connection was kept alive) gets the head, then
 //!    body bytes straight from the client buffer as the [`http::BodyDecoder`]
-//!    vouches for them. Shadows get a copy of head and body in their own
-//!    buffer, up to a cap; past it that shadow is dropped for the request.
+//!    vouches for them. Shadows get a copy of head and body streamed
+//!    through a window of unsent bytes each
+//!    ([`proxy::Config::shadow_body_window`]): a body of any length reaches
+//!    them whole, and a shadow that falls further behind is cut for the
+//!    request ([`proxy::Outcome::TooSlow`]), never waited for.
 //! 4. Every backend is driven by one reader (`Upstream::drive`): connect,
 //!    send, read, parse. The master's response is streamed: its head is
 //!    rewritten for the client (the keep-alive answer from the plan) and
@@ -90,9 +94,12 @@
 //!    not read while the client is slow, and the client's socket is waited
 //!    for, never spun on.
 //! 5. Shadow responses are read, framed and captured, never written anywhere.
-//!    The binary's hooks are a [`compare::Compare`]: when the exchange is
-//!    done each shadow is compared with the master and a line goes to the
-//!    diff log.
+//!    A captured body (master or shadow) is kept up to
+//!    [`proxy::Config::capture_cap`]; past it the rest is digested as it
+//!    streams ([`proxy::BodyDigest`]: decoded, XXH3 by 64 KiB block and
+//!    whole), so a comparison covers every byte. The binary's hooks are a
+//!    [`compare::Compare`]: when the exchange is done each shadow is
+//!    compared with the master and a line goes to the diff log.
 //! 6. When every selected backend is done (complete, failed, timed out),
 //!    [`proxy::Hooks::backends_finished`] gets an [`proxy::Exchange`] with a
 //!    [`proxy::BackendReport`] per backend. A master-only request on a

@@ -67,7 +67,7 @@ impl BodyDigest {
     }
 
     /// The digest of a whole body held in memory (`coding`: its
-    /// Content-Encoding), as [`Digester`] would make it.
+    /// Content-Encoding), as the proxy makes it while a body streams.
     pub fn of(body: &[u8], coding: Option<&[u8]>) -> Option<BodyDigest> {
         let mut d = Digester::new(Coding::of(coding));
         d.update(body);
