@@ -114,7 +114,10 @@ impl<H: Hooks> Proxy<H> {
         let acceptor = Acceptor::bind(cfg.listen)?;
         let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
         let now = Instant::now();
-        let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
+        let stats = Arc::new(Stats::new(
+            cfg.backends.iter().map(|b| b.name.clone()).collect(),
+            cfg.master(),
+        ));
         Ok(Proxy {
             kept: vec![0; cfg.backends.len()],
             pools,

@@ -51,14 +51,17 @@ pub struct Stats {
     names: Vec<String>,
     per: Vec<PerBackend>,
     connections: AtomicU64,
+    /// The master's index in `names`.
+    master: usize,
 }
 
 impl Stats {
-    pub(crate) fn new(names: Vec<String>) -> Self {
+    pub(crate) fn new(names: Vec<String>, master: usize) -> Self {
         Stats {
             per: names.iter().map(|_| PerBackend::default()).collect(),
             names,
             connections: AtomicU64::new(0),
+            master,
         }
     }
 
@@ -129,7 +132,9 @@ impl Source for Stats {
         }
         out.push_str("# HELP kage_shadow_dropped_total Shadow requests not sent.\n");
         out.push_str("# TYPE kage_shadow_dropped_total counter\n");
-        for (name, p) in self.names.iter().zip(&self.per) {
+        // Only shadows drop requests: the master gets no series.
+        let shadows = self.names.iter().zip(&self.per).enumerate();
+        for (_, (name, p)) in shadows.filter(|(b, _)| *b != self.master) {
             for r in DropReason::ALL {
                 let n = p.dropped[r as usize].load(Ordering::Relaxed);
                 let _ = writeln!(
@@ -147,5 +152,19 @@ impl Source for Stats {
             "kage_connections_open {}",
             self.connections.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_has_no_dropped_series() {
+        let s = Stats::new(vec!["m".into(), "s".into()], 0);
+        let mut out = String::new();
+        s.write_metrics(&mut out);
+        assert!(out.contains("kage_shadow_dropped_total{backend=\"s\",reason=\"inflight\"} 0"));
+        assert!(!out.contains("kage_shadow_dropped_total{backend=\"m\""), "{out}");
     }
 }
