@@ -512,14 +512,16 @@ fn usage_errors_exit_two_and_name_the_flag() {
 fn failed_backend_exchanges_are_logged() {
     let master = TestBackend::ok("fine");
     let dead = closed_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kage"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--master", &master.addr.to_string(), "--shadow", &format!("new={dead}")])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_kage"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--master", &master.addr.to_string(), "--shadow", &format!("new={dead}")])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = {
         // The first log line names the listen address.
         let mut err = child.stderr.take().unwrap();
@@ -549,17 +551,19 @@ fn the_descriptor_limit_and_the_connection_cap_are_logged() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // A soft limit below the hard one: kage raises it and says so.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_kage"))
-        .args(["--listen", &addr.to_string(), "--master", &master.addr.to_string()])
-        .args(["--max-connections", "1"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_kage"))
+            .args(["--listen", &addr.to_string(), "--master", &master.addr.to_string()])
+            .args(["--max-connections", "1"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let t = Instant::now();
     while TcpStream::connect(addr).is_err() {
         assert!(t.elapsed() < QUICK, "kage did not start listening");
