@@ -40,6 +40,7 @@
 //!   |                pool: idle backend connections shared by sessions
 //!   |                hooks: select / munge / backends_finished
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
+//!   |                (with /healthz, and /readyz from the proxy's master checks)
 //!   v
 //! runtime/           what proxy and router share: buffer (pooled by size
 //!   |                class, small first, grown by need),

@@ -1,6 +1,10 @@
 //! Prometheus metrics: counters and fixed-bucket histograms that cost no
 //! allocation per request, and [`Endpoint`], a [`Service`] answering
-//! `GET /metrics` in the text exposition format from the same event loop.
+//! `GET /metrics` in the text exposition format from the same event loop,
+//! with `GET /healthz` (200 `ok` while the process runs) and `GET /readyz`
+//! (200 when every source that knows says ready, else 503 and why: see
+//! [`Source::readiness`]). HEAD gets the same heads without a body; any
+//! other method on these paths gets 405, any other path 404.
 //!
 //! Sources ([`Source`]) are shared with the endpoint through an `Arc` and
 //! written with relaxed atomics: the loop is single-threaded, the atomics
@@ -21,7 +25,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use crate::http::{HeadStatus, RequestHead};
+use crate::http::{HeadStatus, Method, RequestHead};
 use crate::runtime::listen::Acceptor;
 use crate::runtime::net::{self, Io};
 use crate::runtime::server::{Service, ShutdownMode};
@@ -110,6 +114,12 @@ pub fn label(value: &str) -> String {
 pub trait Source: Send + Sync {
     /// Appends its metric families in the text exposition format.
     fn write_metrics(&self, out: &mut String);
+
+    /// For `GET /readyz`: `None` when this source has no say, else ready or
+    /// why not (one line). Called once per `/readyz` request.
+    fn readiness(&self) -> Option<Result<(), String>> {
+        None
+    }
 }
 
 /// One scrape connection.
@@ -122,7 +132,8 @@ struct Scrape {
     since: Instant,
 }
 
-/// Serves `GET /metrics` from the sources; any other request gets 404.
+/// Serves `GET /metrics` from the sources, `/healthz` and `/readyz` (see
+/// the [module docs](self)); any other path gets 404.
 pub struct Endpoint {
     acceptor: Acceptor,
     sources: Vec<Arc<dyn Source>>,
@@ -192,32 +203,68 @@ impl Endpoint {
                 }
             }
             let mut head = RequestHead::new();
-            let status = match head.parse(&s.request) {
-                Ok(HeadStatus::Complete(_)) if head.path(&s.request) == b"/metrics" => 200,
-                Ok(HeadStatus::Complete(_)) => 404,
+            let parsed = match head.parse(&s.request) {
+                Ok(HeadStatus::Complete(_)) => true,
                 Ok(HeadStatus::Partial) if s.request.len() <= MAX_SCRAPE_REQUEST && !done => return,
-                _ => 400,
+                _ => false,
             };
+            let path = if parsed { head.path(&s.request) } else { b"" };
+            let method = head.method();
+            let known = matches!(path, b"/metrics" | b"/healthz" | b"/readyz");
             let mut body = String::new();
-            if status == 200 {
+            let mut content_type = "text/plain; charset=utf-8";
+            let status = if !parsed {
+                400
+            } else if !known {
+                body.push_str("GET /metrics, /healthz or /readyz\n");
+                404
+            } else if !matches!(method, Method::Get | Method::Head) {
+                body.push_str("GET or HEAD only\n");
+                405
+            } else if path == b"/metrics" {
+                content_type = "text/plain; version=0.0.4; charset=utf-8";
                 for source in &self.sources {
                     source.write_metrics(&mut body);
                 }
+                200
+            } else if path == b"/healthz" {
+                body.push_str("ok\n");
+                200
             } else {
-                debug!("{}: metrics request answered {status}", s.peer);
-                body.push_str("GET /metrics\n");
+                let why: Vec<String> = self
+                    .sources
+                    .iter()
+                    .filter_map(|src| src.readiness())
+                    .filter_map(Result::err)
+                    .collect();
+                if why.is_empty() {
+                    body.push_str("ready\n");
+                    200
+                } else {
+                    let _ = writeln!(body, "{}", why.join("; "));
+                    503
+                }
+            };
+            if status != 200 {
+                debug!("{}: metrics request answered {status}: {}", s.peer, body.trim_end());
             }
             let reason = match status {
                 200 => "OK",
                 404 => "Not Found",
+                405 => "Method Not Allowed",
+                503 => "Service Unavailable",
                 _ => "Bad Request",
             };
-            s.response = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            let allow = if status == 405 { "Allow: GET, HEAD\r\n" } else { "" };
+            let mut response = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{allow}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
-            )
-            .into_bytes();
+            );
+            if !(parsed && method == Method::Head) {
+                response.push_str(&body);
+            }
+            s.response = response.into_bytes();
             done = false;
         }
         while s.written < s.response.len() {

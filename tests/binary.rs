@@ -110,15 +110,7 @@ fn metrics_are_scraped_by_curl() {
         assert_eq!(c.get().status, 200);
     }
     thread::sleep(Duration::from_millis(200));
-    let curl = |path: &str| {
-        let out = Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}"])
-            .arg(format!("http://{metrics}{path}"))
-            .output()
-            .expect("curl is installed (.ci/run installs it)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let curl = |path: &str| curl_status(&metrics, path, &[]);
     let text = curl("/metrics");
     assert!(text.ends_with("\n200"), "{text}");
     for line in [
@@ -133,7 +125,81 @@ fn metrics_are_scraped_by_curl() {
     ] {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
+    // The master is no shadow: no dropped series for it.
+    assert!(!text.contains("kage_shadow_dropped_total{backend=\"master\""), "{text}");
     assert!(curl("/other").ends_with("\n404"));
+    assert_eq!(curl("/healthz"), "ok\n\n200");
+    // Requests went through a live master just now.
+    assert_eq!(curl("/readyz"), "ready\n\n200");
+    assert!(curl_status(&metrics, "/readyz", &["-X", "POST"]).ends_with("\n405"));
+    assert_eq!(
+        curl_status(&metrics, "/healthz", &["-I"]).rsplit('\n').next(),
+        Some("200")
+    );
+}
+
+/// Body and status code (last line) of `GET http://{addr}{path}` by curl.
+fn curl_status(addr: &str, path: &str, extra: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asks `/readyz` until its answer ends with `want`; returns every answer.
+fn readyz_until(metrics: &str, want: &str) -> Vec<String> {
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let answer = curl_status(metrics, "/readyz", &[]);
+        let done = answer.ends_with(want);
+        seen.push(answer);
+        if done {
+            return seen;
+        }
+        assert!(t.elapsed() < QUICK, "/readyz never answered {want}: {seen:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn readyz_is_503_once_a_connect_to_the_master_failed() {
+    let dead = closed_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let kage = Kage::start(&["--master", &dead.to_string(), "--metrics", &metrics]);
+    assert_eq!(curl_status(&metrics, "/healthz", &[]), "ok\n\n200");
+    assert_eq!(roundtrip(kage.addr, GET).status, 502);
+    let answer = curl_status(&metrics, "/readyz", &[]);
+    assert!(answer.ends_with("\n503"), "{answer}");
+    assert!(answer.contains("last connect failed"), "{answer}");
+}
+
+#[test]
+fn an_idle_proxy_probes_the_master_while_readyz_is_asked() {
+    let master = TestBackend::ok("fine");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let kage = Kage::start(&["--master", &master.addr.to_string(), "--metrics", &metrics]);
+    // No request went through yet: not ready until the probe connected.
+    let seen = readyz_until(&metrics, "\n200");
+    assert!(seen[0].contains("not checked recently"), "{seen:?}");
+    drop(master);
+    drop(kage);
+
+    // A master that is down: the probe fails and says so.
+    let dead = closed_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let _kage = Kage::start(&["--master", &dead.to_string(), "--metrics", &metrics]);
+    let seen = readyz_until(&metrics, "\n503");
+    assert!(seen.iter().all(|a| a.ends_with("\n503")), "{seen:?}");
+    let t = Instant::now();
+    while !curl_status(&metrics, "/readyz", &[]).contains("last connect failed") {
+        assert!(t.elapsed() < QUICK, "the probe of a closed port never failed");
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -446,14 +512,16 @@ fn usage_errors_exit_two_and_name_the_flag() {
 fn failed_backend_exchanges_are_logged() {
     let master = TestBackend::ok("fine");
     let dead = closed_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kage"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--master", &master.addr.to_string(), "--shadow", &format!("new={dead}")])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_kage"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--master", &master.addr.to_string(), "--shadow", &format!("new={dead}")])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = {
         // The first log line names the listen address.
         let mut err = child.stderr.take().unwrap();
@@ -483,17 +551,19 @@ fn the_descriptor_limit_and_the_connection_cap_are_logged() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // A soft limit below the hard one: kage raises it and says so.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_kage"))
-        .args(["--listen", &addr.to_string(), "--master", &master.addr.to_string()])
-        .args(["--max-connections", "1"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -S -n 512 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_kage"))
+            .args(["--listen", &addr.to_string(), "--master", &master.addr.to_string()])
+            .args(["--max-connections", "1"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let t = Instant::now();
     while TcpStream::connect(addr).is_err() {
         assert!(t.elapsed() < QUICK, "kage did not start listening");

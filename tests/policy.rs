@@ -195,10 +195,12 @@ fn the_binary_reads_a_kage_toml_and_names_the_line_of_an_error() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kage"))
-        .args(["--config", good.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_kage"))
+            .args(["--config", good.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {

@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -104,11 +105,21 @@ fn read_to_close(c: &mut TcpStream) -> Vec<u8> {
 
 // ---- external peers --------------------------------------------------
 
-/// A child process killed when dropped.
+/// A child process in its own process group, the whole group killed when
+/// dropped: `git daemon` is a child of the `git` wrapper, and killing the
+/// wrapper alone left the daemon running after every `cargo test`.
 struct Peer(Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The group's id is the leader's pid (process_group(0) at spawn),
+        // ours as long as the leader is not reaped.
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -121,6 +132,7 @@ fn free_port() -> u16 {
 /// Spawns `cmd` and waits until `port` accepts.
 fn spawn_listening(cmd: &mut Command, port: u16) -> Peer {
     let child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -50,11 +50,11 @@ pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, 
 pub use parked::{KEEP_BACKEND_WHILE_IDLE, MIN_KEPT_PER_BACKEND};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
-pub use stats::{DropReason, Stats};
+pub use stats::{DropReason, READY_PROBE_INTERVAL, READY_WINDOW, Stats};
 pub use tunnel::TUNNEL_PASSES;
 pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
 
-use crate::runtime::net::Readiness;
+use crate::runtime::net::{self, Readiness};
 use crate::runtime::server::Service;
 pub use crate::runtime::server::ShutdownMode;
 use crate::runtime::tokens::{Target, Tokens};
@@ -62,6 +62,23 @@ use parked::Parked;
 use pending::Backlog;
 use pool::Pools;
 use session::{Cx, Session};
+
+/// How often a proxy with no probe under way looks whether `/readyz` wants
+/// one ([`Stats`]: asked lately, no connect to the master tried for
+/// [`READY_PROBE_INTERVAL`]).
+pub const READY_PROBE_CHECK: Duration = Duration::from_secs(1);
+/// How often a probe connection under way is looked at.
+pub const READY_PROBE_POLL: Duration = Duration::from_millis(50);
+/// A probe connect not finished by then counts as a failure.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A non-blocking connect to the master for `/readyz`. Never registered:
+/// the proxy looks at it every [`READY_PROBE_POLL`] from `on_timeout`, and
+/// closes it as soon as it has its answer.
+struct Probe {
+    sock: mio::net::TcpStream,
+    started: Instant,
+}
 
 /// What a slot of the proxy's slab holds: a client connection waiting with
 /// nothing buffered (a hundred bytes or so), or one being served.
@@ -104,6 +121,10 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     hot: Hot,
     backlog: Backlog,
     stats: Arc<Stats>,
+    /// The readiness probe under way, at most one.
+    probe: Option<Probe>,
+    /// When to look at the probe (or whether one is wanted) next.
+    probe_at: Instant,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -114,7 +135,8 @@ impl<H: Hooks> Proxy<H> {
         let acceptor = Acceptor::bind(cfg.listen)?;
         let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
         let now = Instant::now();
-        let stats = Arc::new(Stats::new(cfg.backends.iter().map(|b| b.name.clone()).collect()));
+        let names = cfg.backends.iter().map(|b| b.name.clone()).collect();
+        let stats = Arc::new(Stats::new(names, cfg.master(), now));
         Ok(Proxy {
             kept: vec![0; cfg.backends.len()],
             pools,
@@ -133,6 +155,8 @@ impl<H: Hooks> Proxy<H> {
             draining: false,
             force_close_at: None,
             pool: BufferPool::default(),
+            probe: None,
+            probe_at: now + READY_PROBE_CHECK,
         })
     }
 
@@ -226,6 +250,7 @@ impl<H: Hooks> Proxy<H> {
         self.acceptor.register(registry, layout.listener())?;
         self.backlog.set_cap(layout.pending_slots());
         self.tokens = Some(layout);
+        self.stats.set_listening(true);
         Ok(())
     }
 
@@ -284,6 +309,7 @@ impl<H: Hooks> Proxy<H> {
             self.force_close_at,
             self.pools.deadline(),
             self.backlog.deadline(),
+            (!self.draining).then_some(self.probe_at),
         ]
         .into_iter()
         .flatten()
@@ -313,6 +339,7 @@ impl<H: Hooks> Proxy<H> {
             self.accept(registry, now);
         }
         self.pools.expire(now);
+        self.probe_master(now);
         if self.force_close_at.is_some_and(|t| t <= now) {
             self.force_close_at = None;
             let open = self.sessions.len();
@@ -384,6 +411,8 @@ impl<H: Hooks> Proxy<H> {
         self.acceptor.close(registry, self.sessions.len());
         self.pools.close();
         self.draining = true;
+        self.stats.set_listening(false);
+        self.probe = None;
         if mode == ShutdownMode::Fast && self.force_close_at.is_none() {
             self.force_close_at = Some(now + FAST_SHUTDOWN_GRACE);
         }
@@ -396,6 +425,52 @@ impl<H: Hooks> Proxy<H> {
     /// Shut down and every connection closed.
     pub fn is_done(&self) -> bool {
         self.draining && self.sessions.is_empty() && self.backlog.len() == 0
+    }
+
+    /// Looks at the readiness probe under way, or opens one when `/readyz`
+    /// wants it (see [`Stats`]); never blocks.
+    fn probe_master(&mut self, now: Instant) {
+        if self.draining || now < self.probe_at {
+            return;
+        }
+        let master = self.cfg.master();
+        if let Some(p) = &self.probe {
+            let result = match net::connect_result(&p.sock) {
+                None if now.saturating_duration_since(p.started) < READY_PROBE_TIMEOUT => None,
+                None => Some(false),
+                Some(r) => Some(r.is_ok()),
+            };
+            match result {
+                Some(ok) => {
+                    debug!(
+                        "readiness probe of the master: {}",
+                        if ok { "connected" } else { "failed" }
+                    );
+                    self.stats.connected(master, ok, now);
+                    self.probe = None;
+                    self.probe_at = now + READY_PROBE_CHECK;
+                }
+                None => self.probe_at = now + READY_PROBE_POLL,
+            }
+            return;
+        }
+        self.probe_at = now + READY_PROBE_CHECK;
+        if !self.stats.probe_wanted(now) {
+            return;
+        }
+        let Some(backend) = self.cfg.backends.get(master) else {
+            return;
+        };
+        match mio::net::TcpStream::connect(backend.addr) {
+            Ok(sock) => {
+                self.probe = Some(Probe { sock, started: now });
+                self.probe_at = now + READY_PROBE_POLL;
+            }
+            Err(e) => {
+                debug!("readiness probe of the master: {e}");
+                self.stats.connected(master, false, now);
+            }
+        }
     }
 
     fn accept(&mut self, registry: &Registry, now: Instant) {

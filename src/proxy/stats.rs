@@ -1,13 +1,31 @@
 //! What the proxy counts per backend: requests by outcome, a response time
 //! histogram, shadow requests dropped; and the client connections open.
 //! Fixed arrays and atomics: nothing is allocated per request.
+//!
+//! Readiness ([`Source::readiness`], `GET /readyz`) comes from here too: the
+//! proxy notes when a connect to the master last succeeded and last failed,
+//! and whether it is listening. It is ready while listening, with a success
+//! within [`READY_WINDOW`] and no failure after it. A proxy with no traffic
+//! would fall out of that window, so while `/readyz` is being asked (within
+//! [`READY_WINDOW`] of the last ask) and no connect to the master was tried
+//! for [`READY_PROBE_INTERVAL`], the proxy opens one non-blocking probe
+//! connection to the master from its own loop (see `Proxy::on_timeout`), at
+//! most one at a time; a proxy nobody asks is never probed. The first ask
+//! after a quiet spell may therefore answer 503 ("not checked recently")
+//! while its probe runs; the next one sees the probe's result.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::hooks::Outcome;
 use crate::metrics::{Histogram, Source, label};
+
+/// How recent a successful connect to the master must be for `/readyz`.
+pub const READY_WINDOW: Duration = Duration::from_secs(30);
+/// While `/readyz` is asked, the master is probed when no connect to it was
+/// tried for this long.
+pub const READY_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a shadow request was not sent (or not waited for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +69,97 @@ pub struct Stats {
     names: Vec<String>,
     per: Vec<PerBackend>,
     connections: AtomicU64,
+    /// The master's index in `names`.
+    master: usize,
+    /// What the `*_us` clocks count from.
+    epoch: Instant,
+    /// Microseconds after `epoch` plus one (0: never) of the last
+    /// successful connect to the master.
+    master_ok_us: AtomicU64,
+    /// The same for the last failed one.
+    master_failed_us: AtomicU64,
+    /// The same for the last `/readyz` asked.
+    asked_us: AtomicU64,
+    /// The listener is open (registered, not shutting down).
+    listening: AtomicBool,
 }
 
 impl Stats {
-    pub(crate) fn new(names: Vec<String>) -> Self {
+    pub(crate) fn new(names: Vec<String>, master: usize, now: Instant) -> Self {
         Stats {
             per: names.iter().map(|_| PerBackend::default()).collect(),
             names,
             connections: AtomicU64::new(0),
+            master,
+            epoch: now,
+            master_ok_us: AtomicU64::new(0),
+            master_failed_us: AtomicU64::new(0),
+            asked_us: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// `at` as a clock value: microseconds after the epoch plus one.
+    fn clock(&self, at: Instant) -> u64 {
+        let us = at.saturating_duration_since(self.epoch).as_micros();
+        u64::try_from(us).unwrap_or(u64::MAX - 1).saturating_add(1)
+    }
+
+    /// How long before `now` a clock value was, if ever.
+    fn age(&self, value: &AtomicU64, now: Instant) -> Option<Duration> {
+        match value.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(Duration::from_micros(self.clock(now).saturating_sub(v))),
+        }
+    }
+
+    /// Notes how a connect to backend `b` ended (only the master's count
+    /// for readiness).
+    pub(crate) fn connected(&self, b: usize, ok: bool, now: Instant) {
+        if b != self.master {
+            return;
+        }
+        let at = self.clock(now);
+        let slot = if ok { &self.master_ok_us } else { &self.master_failed_us };
+        slot.fetch_max(at, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::Relaxed);
+    }
+
+    /// The master should be probed: `/readyz` was asked lately and no
+    /// connect to it was tried for [`READY_PROBE_INTERVAL`].
+    pub(crate) fn probe_wanted(&self, now: Instant) -> bool {
+        let asked = self.age(&self.asked_us, now).is_some_and(|a| a < READY_WINDOW);
+        let tried = [&self.master_ok_us, &self.master_failed_us]
+            .into_iter()
+            .filter_map(|v| self.age(v, now))
+            .min();
+        asked && self.listening.load(Ordering::Relaxed) && tried.is_none_or(|t| t >= READY_PROBE_INTERVAL)
+    }
+
+    /// Ready to serve at `now`, or why not (one line).
+    pub fn ready_at(&self, now: Instant) -> Result<(), String> {
+        if !self.listening.load(Ordering::Relaxed) {
+            return Err("not listening (shutting down)".into());
+        }
+        let ok = self.master_ok_us.load(Ordering::Relaxed);
+        let failed = self.master_failed_us.load(Ordering::Relaxed);
+        let master = self.names.get(self.master).map_or("master", |n| n.as_str());
+        if failed > ok {
+            let ago = self.age(&self.master_failed_us, now).unwrap_or_default();
+            return Err(format!(
+                "master {master}: last connect failed {} ms ago",
+                ago.as_millis()
+            ));
+        }
+        match self.age(&self.master_ok_us, now) {
+            Some(ago) if ago <= READY_WINDOW => Ok(()),
+            Some(_) | None => Err(format!(
+                "master {master}: not checked recently (no connect within {} s)",
+                READY_WINDOW.as_secs()
+            )),
         }
     }
 
@@ -107,6 +208,12 @@ impl Stats {
 }
 
 impl Source for Stats {
+    fn readiness(&self) -> Option<Result<(), String>> {
+        let now = Instant::now();
+        self.asked_us.store(self.clock(now), Ordering::Relaxed);
+        Some(self.ready_at(now))
+    }
+
     fn write_metrics(&self, out: &mut String) {
         out.push_str("# HELP kage_requests_total Exchanges per backend by how they ended.\n");
         out.push_str("# TYPE kage_requests_total counter\n");
@@ -129,7 +236,8 @@ impl Source for Stats {
         }
         out.push_str("# HELP kage_shadow_dropped_total Shadow requests not sent.\n");
         out.push_str("# TYPE kage_shadow_dropped_total counter\n");
-        for (name, p) in self.names.iter().zip(&self.per) {
+        let shadows = self.names.iter().zip(&self.per).enumerate();
+        for (_, (name, p)) in shadows.filter(|(b, _)| *b != self.master) {
             for r in DropReason::ALL {
                 let n = p.dropped[r as usize].load(Ordering::Relaxed);
                 let _ = writeln!(
@@ -147,5 +255,47 @@ impl Source for Stats {
             "kage_connections_open {}",
             self.connections.load(Ordering::Relaxed)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_a_recent_success_and_no_failure_after_it() {
+        let t0 = Instant::now();
+        let s = Stats::new(vec!["master".into(), "shadow".into()], 0, t0);
+        assert!(s.ready_at(t0).unwrap_err().contains("not listening"));
+        s.set_listening(true);
+        assert!(s.ready_at(t0).unwrap_err().contains("not checked recently"));
+        let t1 = t0 + Duration::from_secs(1);
+        s.connected(1, false, t1);
+        assert!(s.ready_at(t1).is_err(), "a shadow's connect says nothing");
+        s.connected(0, true, t1);
+        assert_eq!(s.ready_at(t1), Ok(()));
+        assert_eq!(s.ready_at(t1 + READY_WINDOW), Ok(()));
+        assert!(s.ready_at(t1 + READY_WINDOW + Duration::from_secs(1)).is_err());
+        let t2 = t1 + Duration::from_secs(2);
+        s.connected(0, false, t2);
+        assert!(s.ready_at(t2).unwrap_err().contains("last connect failed"));
+        s.connected(0, true, t2 + Duration::from_secs(1));
+        assert_eq!(s.ready_at(t2 + Duration::from_secs(1)), Ok(()));
+        // Probes: only while /readyz is asked, and not right after a connect.
+        assert!(!s.probe_wanted(t2 + READY_PROBE_INTERVAL * 2));
+        s.asked_us.store(s.clock(t2), Ordering::Relaxed);
+        assert!(!s.probe_wanted(t2 + Duration::from_secs(2)));
+        assert!(s.probe_wanted(t2 + Duration::from_secs(1) + READY_PROBE_INTERVAL));
+        s.set_listening(false);
+        assert!(!s.probe_wanted(t2 + Duration::from_secs(1) + READY_PROBE_INTERVAL));
+    }
+
+    #[test]
+    fn the_master_has_no_dropped_series() {
+        let s = Stats::new(vec!["m".into(), "s".into()], 0, Instant::now());
+        let mut out = String::new();
+        s.write_metrics(&mut out);
+        assert!(out.contains("kage_shadow_dropped_total{backend=\"s\",reason=\"inflight\"} 0"));
+        assert!(!out.contains("kage_shadow_dropped_total{backend=\"m\""), "{out}");
     }
 }

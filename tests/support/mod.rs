@@ -16,7 +16,7 @@ use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
 #[allow(unused_imports)]
-pub use process::{Kage, free_port};
+pub use process::{Kage, Reaped, free_port};
 
 /// Generous bound for anything that should be quick.
 pub const QUICK: Duration = Duration::from_secs(5);

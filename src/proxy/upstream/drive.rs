@@ -29,7 +29,10 @@ impl Upstream {
                 return Ok(());
             }
         }
-        let mut sock = TcpStream::connect(addr).map_err(|e| Failure::of(&e))?;
+        let mut sock = TcpStream::connect(addr).map_err(|e| {
+            self.stats.connected(self.report.backend, false, Instant::now());
+            Failure::of(&e)
+        })?;
         registry
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| Failure::of(&e))?;
@@ -214,7 +217,10 @@ impl Upstream {
         match self.state {
             State::Idle | State::Done => return (Step::Idle, 0),
             State::Connecting => match self.poll_connect() {
-                Ok(true) => self.last_io = now,
+                Ok(true) => {
+                    self.last_io = now;
+                    self.stats.connected(self.report.backend, true, now);
+                }
                 Ok(false) => return (Step::Idle, 0),
                 Err(f) => return (Step::Failed(outcome_of(f)), 0),
             },

@@ -273,6 +273,12 @@ impl Upstream {
         if self.state == State::Done || self.state == State::Idle {
             return;
         }
+        // Readiness: a connect that did not finish, or a complete response.
+        if self.state == State::Connecting && matches!(outcome, Outcome::Refused | Outcome::Timeout | Outcome::Reset) {
+            self.stats.connected(self.report.backend, false, now);
+        } else if outcome == Outcome::Complete {
+            self.stats.connected(self.report.backend, true, now);
+        }
         self.state = State::Done;
         self.report.outcome = outcome;
         let total = (outcome == Outcome::Complete).then(|| now.saturating_duration_since(self.sent_at));
