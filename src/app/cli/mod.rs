@@ -103,7 +103,11 @@ impl Topic {
     pub fn usage(self) -> String {
         let page = self.page();
         let usage = page.split("\n\n").find(|p| p.starts_with("USAGE:")).unwrap_or("USAGE:");
-        format!("{usage}\n\nSee '{} --help' for every option.\n", self.command())
+        format!(
+            "{}\n\nSee '{} --help' for every option.\n",
+            usage.trim_end(),
+            self.command()
+        )
     }
 
     /// The long flags its page names (without `--`), for suggestions.
