@@ -1,47 +1,103 @@
 //! The `kage` command line.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use kage::app::cli::{self, Command, ProxyArgs, ReplayArgs, RouteArgs};
+use kage::app::cli::{self, Command, LogFormat, ProxyArgs, ReplayArgs, RouteArgs};
 use kage::app::policy::Policy;
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
-use kage::proxy::Proxy;
+use kage::proxy::{Config, Outcome, Proxy, Stats};
 use kage::route::Relay;
 use kage::runtime::server::{Server, Service, ShutdownMode, StopHandle};
-use log::{error, info};
+use log::{info, warn};
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+/// The log filter when `RUST_LOG` is unset: kage's own lines at info,
+/// other crates' warnings. `RUST_LOG` replaces it entirely.
+const DEFAULT_LOG_FILTER: &str = "warn,kage=info";
+
+/// The filter for the one-shot commands (demo, replay, check), whose
+/// output is on stdout: only what went wrong.
+const QUIET_LOG_FILTER: &str = "warn";
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Before parsing: the default connection caps follow the raised limit.
     let fds = kage::runtime::fds::raise_to_hard();
-    match cli::parse(std::env::args_os().skip(1)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let topic = cli::topic_of(&args);
+    let command = match cli::parse(args) {
+        Ok(command) => command,
         Err(message) => {
             eprintln!("kage: {message}");
-            eprintln!("Try 'kage --help'.");
-            ExitCode::from(2)
+            eprintln!("Try '{} --help'.", topic.command());
+            return ExitCode::from(2);
         }
-        Ok(Command::Help) => {
-            print!("{}", cli::help());
+    };
+    match &command {
+        Command::Proxy(p) => init_log(DEFAULT_LOG_FILTER, p.log_format),
+        Command::Route(r) => init_log(DEFAULT_LOG_FILTER, r.log_format),
+        _ => init_log(QUIET_LOG_FILTER, LogFormat::Text),
+    }
+    match command {
+        Command::Help(topic) => {
+            print!("{}", topic.page());
             ExitCode::SUCCESS
         }
-        Ok(Command::Version) => {
+        Command::Usage(topic) => {
+            print!("{}", topic.usage());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
             println!("kage {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Proxy(args)) => exit(run(args, fds)),
-        Ok(Command::Route(args)) => exit(route(args, fds)),
-        Ok(Command::Demo) => exit(kage::app::demo::run(&mut io::stdout().lock())),
-        Ok(Command::Replay(args)) => replay(args),
+        Command::Proxy(args) => exit(run(args, fds)),
+        Command::Route(args) => exit(route(args, fds)),
+        Command::Demo => exit(kage::app::demo::run(&mut io::stdout().lock())),
+        Command::Replay(args) => replay(args),
+        Command::Check(path) => match cli::check(&path) {
+            Ok((verdict, warnings)) => {
+                for w in warnings {
+                    eprintln!("kage: warning: {w}");
+                }
+                println!("{verdict}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kage: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// env_logger with `default` unless `RUST_LOG` is set; `json`: one object
+/// per line (ts, level, target, msg) for log collectors.
+fn init_log(default: &str, format: LogFormat) {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    if format == LogFormat::Json {
+        builder.format(|buf, record| {
+            // Written by hand for a stable key order; serde_json escapes.
+            let s = |v: String| serde_json::Value::String(v);
+            let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let line = format!(
+                r#"{{"ts":{},"level":{},"target":{},"msg":{}}}"#,
+                s(ts),
+                s(record.level().as_str().to_string()),
+                s(record.target().to_string()),
+                s(record.args().to_string())
+            );
+            writeln!(buf, "{line}")
+        });
+    }
+    builder.init();
 }
 
 fn log_limits(fds: Option<u64>, max_connections: usize) {
@@ -55,7 +111,7 @@ fn exit(result: io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e}");
+            // Once, on stderr: a log line as well would say it twice.
             eprintln!("kage: {e}");
             ExitCode::FAILURE
         }
@@ -115,8 +171,11 @@ fn route(args: RouteArgs, fds: Option<u64>) -> io::Result<()> {
         )
     })?;
     let names: Vec<&str> = relay.router().rules.iter().map(|r| r.name.as_str()).collect();
+    for w in cli::route_warnings(relay.router(), &args.config) {
+        warn!("{w}");
+    }
     info!(
-        "routing on {} with rules [{}]{}",
+        "routing on {}: rules [{}]{}",
         relay.local_addr(),
         names.join(", "),
         if relay.router().default.is_some() {
@@ -128,7 +187,7 @@ fn route(args: RouteArgs, fds: Option<u64>) -> io::Result<()> {
     log_limits(fds, relay.settings().max_connections);
     let mut signals = signal_service(&server, None)?;
     server.run(&mut [&mut signals, &mut relay], 1)?;
-    info!("stopped");
+    info!("stopped routing on {}", relay.local_addr());
     Ok(())
 }
 
@@ -142,6 +201,9 @@ fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Resul
 }
 
 fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
+    for w in cli::proxy_warnings(&args) {
+        warn!("{w}");
+    }
     let listen = args.config.listen;
     let policy = Policy::new(args.routes);
     let mut hooks = Compare::new(policy, args.rules);
@@ -161,13 +223,7 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
     let mut server = Server::new()?;
     let mut proxy = Proxy::new(args.config, hooks)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")))?;
-    let names: Vec<String> = proxy
-        .config()
-        .backends
-        .iter()
-        .map(|b| format!("{} {}={}", b.role.as_str(), b.name, b.addr))
-        .collect();
-    info!("listening on {}; {}", proxy.local_addr(), names.join(", "));
+    info!("listening on {}: {}", proxy.local_addr(), describe(proxy.config()));
     log_limits(fds, proxy.config().max_connections);
     let mut signals = signal_service(&server, reopen)?;
     match args.metrics {
@@ -181,8 +237,45 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
         None => server.run(&mut [&mut signals, &mut proxy], 1)?,
     }
     log_summary(&proxy.hooks().stats(), proxy.hooks().summary());
-    info!("stopped");
+    info!("stopped: {}", served(&proxy.stats(), proxy.config()));
     Ok(())
+}
+
+/// The backends and the keep-alive rule, for the start line:
+/// `master prod 127.0.0.1:9000, shadow new 127.0.0.1:9001 (keep-alive master-only)`.
+fn describe(config: &Config) -> String {
+    let names: Vec<String> = config
+        .backends
+        .iter()
+        .map(|b| format!("{} {} {}", b.role.as_str(), b.name, b.addr))
+        .collect();
+    format!("{} (keep-alive {})", names.join(", "), config.keep_alive.as_str())
+}
+
+/// What each backend answered, for the stop line: `master prod: 12
+/// request(s), 12 complete; shadow new: ...`.
+fn served(stats: &Stats, config: &Config) -> String {
+    let parts: Vec<String> = config
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let counts: Vec<(Outcome, u64)> = Outcome::ALL
+                .iter()
+                .map(|o| (*o, stats.requests(i, *o)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            let detail: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {}", o.as_str())).collect();
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join(", "))
+            };
+            format!("{} {}: {total} request(s){detail}", b.role.as_str(), b.name)
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// One paragraph per shadow: its verdicts and the paths that differed most.

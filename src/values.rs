@@ -5,12 +5,46 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// `HOST:PORT` to one address (the first the resolver gives).
+/// `HOST:PORT` to one address (the first the resolver gives). The error
+/// says which part is wrong: the port, or the host that does not resolve.
 pub fn resolve(v: &str) -> Result<SocketAddr, String> {
-    let mut addrs = v.to_socket_addrs().map_err(|e| format!("expected HOST:PORT ({e})"))?;
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Err("expected HOST:PORT, like 127.0.0.1:9000; the port is missing".into());
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "expected HOST:PORT; the port {port:?} is not a number from 0 to 65535"
+        ));
+    }
+    let mut addrs = v.to_socket_addrs().map_err(|e| {
+        format!("cannot resolve the host {host:?} ({e}); give an IP address or a host name that resolves")
+    })?;
     addrs
         .next()
-        .ok_or_else(|| "the host name resolves to no address".to_string())
+        .ok_or_else(|| format!("the host name {host:?} resolves to no address"))
+}
+
+/// A backend address: `HOST:PORT`, or `http://HOST:PORT` with an optional
+/// trailing `/` (as people copy it from a browser). `https://` is refused:
+/// kage speaks plain HTTP/1 to its backends.
+pub fn resolve_backend(v: &str) -> Result<SocketAddr, String> {
+    let lower = v.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err("https:// backends need TLS, which kage does not support yet; use host:port for plain HTTP".into());
+    }
+    let bare = if lower.starts_with("http://") {
+        &v["http://".len()..]
+    } else {
+        v
+    };
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    if bare.contains('/') {
+        return Err("expected [http://]HOST:PORT; a backend address has no path".into());
+    }
+    resolve(bare)
 }
 
 /// `500ms`, `2s`, `1m`, `1h` (a whole number and a unit).
@@ -64,6 +98,53 @@ pub fn parse_size(v: &str) -> Result<usize, String> {
     n.checked_mul(per).ok_or_else(too_large)
 }
 
+/// A TOML loader's error as `FILE:LINE: message`; a wrong type as
+/// `FILE:LINE: key: expected a whole number, got a string`, the key read
+/// from the line the error points at.
+pub fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return format!("{file}: {message}");
+    };
+    let line = line_of(text, span.start);
+    let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    else {
+        return format!("{file}:{line}: {message}");
+    };
+    let got = match got.split(' ').next().unwrap_or(got) {
+        "string" => "a string",
+        "integer" => "a whole number",
+        "floating" => "a number with a fraction",
+        "boolean" => "a boolean",
+        "sequence" => "an array",
+        "map" => "a table",
+        other => other,
+    };
+    let expected = match expected.trim() {
+        "i64" | "u64" | "i32" | "u32" | "usize" | "an integer" => "a whole number",
+        "f64" | "f32" | "a float" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a sequence" => "an array",
+        e if e.starts_with("struct ") || e.starts_with("a map") => "a table",
+        e => e,
+    };
+    match key_at(text, span.start) {
+        Some(key) => format!("{file}:{line}: {key}: expected {expected}, got {got}"),
+        None => format!("{file}:{line}: expected {expected}, got {got}"),
+    }
+}
+
+/// The key of the `key = value` line holding byte `offset`.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    (!key.is_empty() && !key.starts_with('[')).then_some(key)
+}
+
 /// 1-based line number of byte `offset`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count()
@@ -112,6 +193,52 @@ mod tests {
         }
         assert!(parse_size("99999999999999GiB").unwrap_err().contains("too large"));
         assert!(parse_size("99999999999999999999999").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn backend_addresses_take_http_and_refuse_https() {
+        let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        for v in ["127.0.0.1:9000", "http://127.0.0.1:9000", "HTTP://127.0.0.1:9000/"] {
+            assert_eq!(resolve_backend(v), Ok(addr), "{v}");
+        }
+        let https = resolve_backend("https://127.0.0.1:9000").unwrap_err();
+        assert!(https.contains("https:// backends need TLS"), "{https}");
+        assert!(
+            resolve_backend("http://127.0.0.1:9000/api")
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!(resolve("127.0.0.1").unwrap_err().contains("the port is missing"));
+        assert!(
+            resolve("127.0.0.1:http")
+                .unwrap_err()
+                .contains("\"http\" is not a number")
+        );
+        assert!(
+            resolve("nohost.invalid:80")
+                .unwrap_err()
+                .contains("cannot resolve the host \"nohost.invalid\"")
+        );
+    }
+
+    #[test]
+    fn toml_type_errors_name_the_key() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        #[serde(deny_unknown_fields)]
+        struct T {
+            n: Option<i64>,
+            b: Option<bool>,
+        }
+        for (text, want) in [
+            ("n = \"4096\"", "f:1: n: expected a whole number, got a string"),
+            ("\nb = 1", "f:2: b: expected true or false, got a whole number"),
+            ("x = 1", "f:1: unknown field `x`"),
+        ] {
+            let e = toml::from_str::<T>(text).unwrap_err();
+            let got = toml_error(text, "f", &e);
+            assert!(got.starts_with(want), "{text:?}: {got}");
+        }
     }
 
     #[test]

@@ -534,7 +534,7 @@ fn failed_backend_exchanges_are_logged() {
         let line = String::from_utf8_lossy(&seen).into_owned();
         child.stderr = Some(err);
         let at = line.find("listening on ").expect(&line) + "listening on ".len();
-        line[at..].split(';').next().unwrap().parse().unwrap()
+        line[at..].split(": ").next().unwrap().parse().unwrap()
     };
     assert_eq!(roundtrip(addr, GET).status, 200);
     thread::sleep(Duration::from_millis(200));

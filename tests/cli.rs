@@ -1,6 +1,21 @@
 //! The `kage` binary as a user runs it.
 
-use std::process::Command;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use support::*;
+
+/// A scratch directory for this test's files, removed by the caller.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kage-cli-bin-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 fn kage(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kage"))
@@ -50,4 +65,176 @@ fn the_demo_compares_two_sample_backends_and_exits_zero() {
     let (code, _, err) = kage(&["demo", "--now"]);
     assert_eq!(code, 2);
     assert!(err.contains("kage demo takes no arguments"), "{err}");
+}
+
+#[test]
+fn each_subcommand_has_its_own_help_page() {
+    let page = |args: &[&str]| {
+        let (code, out, err) = kage(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    let proxy = page(&["--help"]);
+    let route = page(&["route", "--help"]);
+    let replay = page(&["replay", "--help"]);
+    let demo = page(&["demo", "--help"]);
+    let check = page(&["check", "--help"]);
+    assert!(
+        proxy.contains("--shadow-timeout") && proxy.contains("KAGE.TOML"),
+        "{proxy}"
+    );
+    assert!(!proxy.contains("ROUTES.TOML"), "{proxy}");
+    assert!(
+        route.contains("ROUTES.TOML") && route.contains("--max-connections"),
+        "{route}"
+    );
+    assert!(!route.contains("--shadow"), "{route}");
+    assert!(
+        replay.contains("--fail-on-mismatch") && replay.contains("--to HOST:PORT"),
+        "{replay}"
+    );
+    assert!(demo.contains("kage demo"), "{demo}");
+    assert!(check.contains("kage check --config FILE"), "{check}");
+    let pages = [&proxy, &route, &replay, &demo, &check];
+    for (i, a) in pages.iter().enumerate() {
+        for b in &pages[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+    assert_eq!(page(&["help", "route"]), route);
+    assert_eq!(page(&["help"]), proxy);
+    let short = page(&["-h"]);
+    assert!(short.contains("USAGE") && short.contains("kage --help"), "{short}");
+    assert!(short.lines().count() < 20, "{short}");
+    let short = page(&["route", "-h"]);
+    assert!(short.contains("kage route --config FILE") && short.contains("kage route --help"));
+    let (code, _, err) = kage(&["help", "rout"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean route?"), "{err}");
+}
+
+#[test]
+fn version_command() {
+    for args in [&["version"][..], &["--version"], &["-V"]] {
+        let (code, out, _) = kage(args);
+        assert_eq!(code, 0);
+        assert_eq!(out.trim(), format!("kage {}", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn a_mistyped_flag_gets_a_suggestion() {
+    let (code, _, err) = kage(&["--shadwo", "127.0.0.1:1"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--shadwo") && err.contains("did you mean --shadow?"),
+        "{err}"
+    );
+    let (code, _, err) = kage(&["route", "--lisen", "x"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("did you mean --listen?") && err.contains("kage route --help"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_backends_are_accepted_and_https_refused() {
+    let master = TestBackend::ok("through http://");
+    let url = format!("http://{}/", master.addr);
+    let kage_proc = Kage::start(&["--master", &url]);
+    let response = roundtrip(kage_proc.addr, GET);
+    assert_eq!(response.body_str(), "through http://");
+    let (code, _, err) = kage(&["--listen", "127.0.0.1:0", "--master", "https://127.0.0.1:1"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--master https://127.0.0.1:1: https:// backends need TLS, which kage does not support yet"),
+        "{err}"
+    );
+    let (code, _, err) = kage(&["--listen", "127.0.0.1:0", "--master", "nohost.invalid:80"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--master nohost.invalid:80: cannot resolve the host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_validates_both_kinds_of_file() {
+    let dir = scratch("check");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = write(
+        "kage.toml",
+        "listen = \"127.0.0.1:0\"\n[master]\naddress = \"127.0.0.1:9000\"\n",
+    );
+    let (code, out, err) = kage(&["check", "--config", &good]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{good}: ok (kage.toml:")), "{out}");
+    assert!(out.contains("master master 127.0.0.1:9000, 0 shadow(s)"), "{out}");
+    let bad = write("bad.toml", "listen = \"127.0.0.1:0\"\nmax_connections = \"4096\"\n");
+    let (code, _, err) = kage(&["check", "--config", &bad]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!(
+            "{bad}:2: max_connections: expected a whole number, got a string"
+        )),
+        "{err}"
+    );
+    let routes = write(
+        "routes.toml",
+        "[[rule]]\nname = \"d\"\ndefault = true\nto = [\"127.0.0.1:9\"]\n",
+    );
+    let (code, out, err) = kage(&["check", "-c", &routes]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ok (routes.toml:") && out.contains("0 rule(s), a default"),
+        "{out}"
+    );
+    let bad_routes = write("bad-routes.toml", "[[rule]]\nname = \"x\"\nprefix = \"A\"\nto = 5\n");
+    let (code, _, err) = kage(&["check", "-c", &bad_routes]);
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("{bad_routes}:4: to: expected")), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_start_line_and_warnings_reach_stderr_without_rust_log() {
+    let master = TestBackend::ok("m");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let m = master.addr.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args(["--listen", &listen, "--master", &m, "--diff-log-bodies"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kage");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let want = format!("listening on {listen}: master master {m} (keep-alive master-only)");
+    while !seen.iter().any(|l: &String| l.contains(&want)) {
+        match rx.recv_timeout(QUICK) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains(&want), "{text}");
+    assert!(
+        text.contains("WARN") && text.contains("--diff-log-bodies (diff_log_bodies) does nothing without --diff-log"),
+        "{text}"
+    );
 }

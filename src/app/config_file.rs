@@ -16,7 +16,7 @@ use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
 use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
 use crate::route::Matcher;
-use crate::values::{line_of, parse_duration, parse_size, resolve};
+use crate::values::{line_of, parse_duration, parse_size, resolve, resolve_backend, toml_error};
 
 /// What a `kage.toml` says; `None` where it says nothing.
 #[derive(Debug, Clone, Default)]
@@ -144,10 +144,7 @@ pub fn load(path: &Path) -> Result<FileConfig, String> {
 /// Parses configuration `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
     let at = |span: Range<usize>| format!("{file}:{}", line_of(text, span.start));
-    let raw: Raw = toml::from_str(text).map_err(|e| match e.span() {
-        Some(span) => format!("{}: {}", at(span), e.message().trim()),
-        None => format!("{file}: {}", e.message().trim()),
-    })?;
+    let raw: Raw = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
     let duration = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Duration>, String> {
         v.as_ref()
             .map(|s| {
@@ -202,12 +199,20 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         let r = raw.get_ref();
         let table = if role == Role::Master { "[master]" } else { "[[shadow]]" };
         let name = r.name.clone().unwrap_or(default_name);
-        let addr = address(&r.address, "address")?.ok_or_else(|| {
-            format!(
-                "{}: {table} {name:?}: address = \"HOST:PORT\" is missing",
-                at(raw.span())
-            )
-        })?;
+        let addr = r
+            .address
+            .as_ref()
+            .map(|s| {
+                resolve_backend(s.get_ref())
+                    .map_err(|e| format!("{}: {table} {name:?}: address = {:?}: {e}", at(s.span()), s.get_ref()))
+            })
+            .transpose()?
+            .ok_or_else(|| {
+                format!(
+                    "{}: {table} {name:?}: address = \"HOST:PORT\" is missing",
+                    at(raw.span())
+                )
+            })?;
         let mut b = Backend::new(name.clone(), addr, role);
         b.timeout = duration(&r.timeout, "timeout")?.unwrap_or(DEFAULT_BACKEND_TIMEOUT);
         b.set_headers = r.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -424,6 +429,8 @@ mod tests {
     #[test]
     fn the_example_loads() {
         let c = parse(EXAMPLE, "kage.toml").unwrap();
+        let http = parse("[master]\naddress = \"http://127.0.0.1:9000/\"", "kage.toml").unwrap();
+        assert_eq!(http.master.unwrap().addr, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.keep_alive, Some(KeepAlive::Always));
         let master = c.master.unwrap();
@@ -446,7 +453,18 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_key() {
         for (text, needle) in [
-            ("listen = 5", "kage.toml:1: invalid type"),
+            (
+                "listen = 5",
+                "kage.toml:1: listen: expected a string, got a whole number",
+            ),
+            (
+                "\nmax_connections = \"4096\"",
+                "kage.toml:2: max_connections: expected a whole number, got a string",
+            ),
+            (
+                "[master]\naddress = \"https://127.0.0.1:1\"",
+                "kage.toml:2: [master] \"master\": address = \"https://127.0.0.1:1\": https:// backends need TLS",
+            ),
             ("bogus = 1", "kage.toml:1: unknown field `bogus`"),
             (
                 "\n\nkeep_alive = \"sometimes\"",

@@ -13,7 +13,7 @@ pub use super::settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
 };
 use super::{Action, Matcher, Rule, Rules};
-use crate::values::{line_of, parse_duration, parse_size, resolve};
+use crate::values::{line_of, parse_duration, parse_size, resolve, toml_error};
 
 /// A loaded router configuration.
 #[derive(Debug, Clone)]
@@ -81,10 +81,7 @@ pub fn load(path: &Path) -> Result<RouteConfig, String> {
 /// Parses configuration `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<RouteConfig, String> {
     let at = |span: std::ops::Range<usize>| format!("{file}:{}", line_of(text, span.start));
-    let raw: RawConfig = toml::from_str(text).map_err(|e| match e.span() {
-        Some(span) => format!("{}: {}", at(span), e.message().trim()),
-        None => format!("{file}: {}", e.message().trim()),
-    })?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
     let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
         None => Ok(default),
         Some(s) => parse_duration(s.get_ref()).map_err(|e| format!("{}: {key} = {:?}: {e}", at(s.span()), s.get_ref())),

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::ShadowMethods;
+use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
-use crate::values::{parse_duration, parse_size, resolve};
+use crate::values::{parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -40,6 +40,11 @@ pub(super) fn listen_arg(p: &mut lexopt::Parser) -> Result<SocketAddr, String> {
     resolve(&v).map_err(|e| format!("--listen {v}: {e}"))
 }
 
+pub(super) fn log_format_arg(p: &mut lexopt::Parser) -> Result<LogFormat, String> {
+    let v = value(p, "--log-format")?;
+    LogFormat::parse(&v).ok_or_else(|| format!("--log-format {v}: expected text or json"))
+}
+
 pub(super) fn max_connections_arg(p: &mut lexopt::Parser) -> Result<usize, String> {
     let v = value(p, "--max-connections")?;
     v.parse::<usize>()
@@ -69,7 +74,7 @@ pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(St
         Some(_) => return Err(format!("{flag} {v}: the name before '=' is empty")),
         None => (default_name.to_string(), v),
     };
-    let addr = resolve(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
+    let addr = resolve_backend(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
     Ok((name, addr))
 }
 

@@ -1,12 +1,14 @@
 //! The `kage` command line: flags to a [`Config`]
-//! and a shadow policy, `kage route` with its `routes.toml`, `kage replay`
-//! and `kage demo`. Each subcommand parses its flags in its own file;
-//! `help.txt` holds what `--help` prints ([`HELP`]).
+//! and a shadow policy, `kage route` with its `routes.toml`, `kage replay`,
+//! `kage demo` and `kage check`. Each subcommand parses its flags in its
+//! own file and has its own help page in `help/` ([`Topic::page`]).
 
 mod args;
+mod check;
 mod proxy;
 mod replay;
 mod route;
+mod suggest;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -18,26 +20,135 @@ use crate::compare;
 use crate::proxy::Config;
 use crate::route::{Rules, Settings};
 
-/// The help text.
-pub const HELP: &str = include_str!("help.txt");
+pub use check::{check, proxy_warnings, route_warnings};
 
-/// The whole help: [`HELP`], then the `kage.toml` schema.
-pub fn help() -> String {
-    let mut text = String::from(HELP);
-    text.push_str("\nKAGE.TOML (--config FILE):\n");
-    for line in config_file::EXAMPLE.lines() {
-        text.push_str("    ");
-        text.push_str(line);
-        text.push('\n');
+/// The proxy's help page (`kage --help`), without the kage.toml schema.
+pub const HELP: &str = include_str!("help/proxy.txt");
+/// `kage route --help`.
+pub const ROUTE_HELP: &str = include_str!("help/route.txt");
+/// `kage replay --help`.
+pub const REPLAY_HELP: &str = include_str!("help/replay.txt");
+/// `kage demo --help`.
+pub const DEMO_HELP: &str = include_str!("help/demo.txt");
+/// `kage check --help`.
+pub const CHECK_HELP: &str = include_str!("help/check.txt");
+
+/// A subcommand, as far as help and usage errors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// `kage` itself: the proxy.
+    Proxy,
+    /// `kage route`.
+    Route,
+    /// `kage replay`.
+    Replay,
+    /// `kage demo`.
+    Demo,
+    /// `kage check`.
+    Check,
+}
+
+impl Topic {
+    /// Every subcommand with a name, for `kage help COMMAND`.
+    pub const NAMED: [Topic; 4] = [Topic::Route, Topic::Replay, Topic::Demo, Topic::Check];
+
+    /// The subcommand's name (`""` for the proxy).
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Proxy => "",
+            Topic::Route => "route",
+            Topic::Replay => "replay",
+            Topic::Demo => "demo",
+            Topic::Check => "check",
+        }
     }
-    text
+
+    /// The subcommand a first argument names, if any (`proxy` too).
+    pub fn from_name(name: &str) -> Option<Topic> {
+        match name {
+            "proxy" => Some(Topic::Proxy),
+            _ => Topic::NAMED.into_iter().find(|t| t.name() == name),
+        }
+    }
+
+    /// How to invoke it, as the user types it: `kage`, `kage route`.
+    pub fn command(self) -> String {
+        match self {
+            Topic::Proxy => "kage".into(),
+            t => format!("kage {}", t.name()),
+        }
+    }
+
+    /// The page `--help` prints; the proxy's ends with the kage.toml schema.
+    pub fn page(self) -> String {
+        match self {
+            Topic::Proxy => {
+                let mut text = String::from(HELP);
+                text.push_str("\nKAGE.TOML (--config FILE):\n");
+                for line in config_file::EXAMPLE.lines() {
+                    text.push_str("    ");
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                text
+            }
+            Topic::Route => ROUTE_HELP.into(),
+            Topic::Replay => REPLAY_HELP.into(),
+            Topic::Demo => DEMO_HELP.into(),
+            Topic::Check => CHECK_HELP.into(),
+        }
+    }
+
+    /// What `-h` prints: the page's USAGE paragraph and where the rest is.
+    pub fn usage(self) -> String {
+        let page = self.page();
+        let usage = page.split("\n\n").find(|p| p.starts_with("USAGE:")).unwrap_or("USAGE:");
+        format!(
+            "{}\n\nSee '{} --help' for every option.\n",
+            usage.trim_end(),
+            self.command()
+        )
+    }
+
+    /// The long flags its page names (without `--`), for suggestions.
+    pub fn flags(self) -> Vec<String> {
+        suggest::long_flags(&self.page())
+    }
+}
+
+/// The whole proxy help: [`HELP`], then the `kage.toml` schema.
+pub fn help() -> String {
+    Topic::Proxy.page()
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// env_logger's text lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `msg`.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`.
+    pub fn parse(v: &str) -> Option<LogFormat> {
+        match v {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Print the help.
-    Help,
+    /// Print a subcommand's whole help page (`--help`, `kage help`).
+    Help(Topic),
+    /// Print a subcommand's short usage (`-h`).
+    Usage(Topic),
     /// Print the version.
     Version,
     /// Run the proxy.
@@ -48,6 +159,8 @@ pub enum Command {
     Demo,
     /// Replay a diff log to a backend.
     Replay(ReplayArgs),
+    /// Validate a kage.toml or a routes.toml.
+    Check(PathBuf),
 }
 
 /// A checked `kage replay` invocation.
@@ -72,6 +185,8 @@ pub struct RouteArgs {
     pub rules: Rules,
     /// The configuration file.
     pub config: PathBuf,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
 /// Which methods shadows get.
@@ -110,29 +225,75 @@ pub struct ProxyArgs {
     pub control: Option<String>,
     /// Where `GET /metrics` is served.
     pub metrics: Option<SocketAddr>,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
 /// Parses the arguments (without the program name). The error names the
 /// flag and says what was expected.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     let mut args = args.into_iter().peekable();
-    if args.peek().is_some_and(|a| a == "demo") {
-        args.next();
-        return match args.next() {
-            None => Ok(Command::Demo),
-            Some(a) if a == "-h" || a == "--help" => Ok(Command::Help),
-            Some(a) => Err(format!("kage demo takes no arguments, got {:?}", a.to_string_lossy())),
-        };
+    let first = args.peek().and_then(|a| a.to_str()).map(str::to_string);
+    match first.as_deref() {
+        Some("help") => {
+            args.next();
+            let topic = match args.next() {
+                None => Topic::Proxy,
+                Some(a) => {
+                    let name = a.to_string_lossy();
+                    Topic::from_name(&name).ok_or_else(|| {
+                        format!(
+                            "kage help {name}: no such command; expected one of proxy, {}{}",
+                            Topic::NAMED.map(Topic::name).join(", "),
+                            suggest::did_you_mean(&name, Topic::NAMED.map(Topic::name), "")
+                        )
+                    })?
+                }
+            };
+            match args.next() {
+                None => Ok(Command::Help(topic)),
+                Some(a) => Err(format!(
+                    "kage help takes one COMMAND, got also {:?}",
+                    a.to_string_lossy()
+                )),
+            }
+        }
+        Some("version") => {
+            args.next();
+            Ok(Command::Version)
+        }
+        Some("demo") => {
+            args.next();
+            match args.next() {
+                None => Ok(Command::Demo),
+                Some(a) if a == "-h" => Ok(Command::Usage(Topic::Demo)),
+                Some(a) if a == "--help" => Ok(Command::Help(Topic::Demo)),
+                Some(a) => Err(format!("kage demo takes no arguments, got {:?}", a.to_string_lossy())),
+            }
+        }
+        Some("replay") => {
+            args.next();
+            replay::parse(args)
+        }
+        Some("route") => {
+            args.next();
+            route::parse(args)
+        }
+        Some("check") => {
+            args.next();
+            check::parse(args)
+        }
+        _ => proxy::parse(args),
     }
-    if args.peek().is_some_and(|a| a == "replay") {
-        args.next();
-        return replay::parse(args);
-    }
-    if args.peek().is_some_and(|a| a == "route") {
-        args.next();
-        return route::parse(args);
-    }
-    proxy::parse(args)
+}
+
+/// The subcommand the arguments name, for pointing a usage error at its
+/// help page.
+pub fn topic_of(args: &[OsString]) -> Topic {
+    args.first()
+        .and_then(|a| a.to_str())
+        .and_then(Topic::from_name)
+        .unwrap_or(Topic::Proxy)
 }
 
 #[cfg(test)]
@@ -236,7 +397,7 @@ mod tests {
     #[test]
     fn the_routes_toml_in_the_help_is_valid() {
         // The settings paragraph and five rules, up to SIGNALS.
-        let text: String = HELP
+        let text: String = ROUTE_HELP
             .split("ROUTES.TOML:\n")
             .nth(1)
             .unwrap()

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{
-    backend_arg, duration_arg, listen_arg, max_connections_arg, parse_methods, rule_flag, size_arg, value,
+    backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, rule_flag, size_arg,
+    value,
 };
-use super::{Command, ProxyArgs, ShadowMethods};
+use super::{Command, LogFormat, ProxyArgs, ShadowMethods, Topic, suggest};
 use crate::app::config_file::{self, FileConfig};
 use crate::app::policy::Route;
 use crate::compare;
@@ -48,6 +49,7 @@ pub(super) struct ProxyFlags {
     diff_log: Option<PathBuf>,
     diff_log_bodies: Option<bool>,
     rules: compare::Rules,
+    log_format: Option<LogFormat>,
 }
 
 /// Parses the proxy's flags and merges them over the kage.toml they name.
@@ -71,7 +73,8 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
     let mut f = ProxyFlags::default();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Short('h') | Long("help") => return Ok(ControlFlow::Break(Command::Help)),
+            Short('h') => return Ok(ControlFlow::Break(Command::Usage(Topic::Proxy))),
+            Long("help") => return Ok(ControlFlow::Break(Command::Help(Topic::Proxy))),
             Short('V') | Long("version") => return Ok(ControlFlow::Break(Command::Version)),
             Short('l') | Long("listen") => f.listen = Some(listen_arg(&mut p)?),
             Short('c') | Long("config") => f.file = Some(PathBuf::from(value(&mut p, "--config")?)),
@@ -134,6 +137,7 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 rule_flag(&mut f.rules, &flag, value(&mut p, &flag)?)?;
             }
             Long("diff-log-bodies") => f.diff_log_bodies = Some(true),
+            Long("log-format") => f.log_format = Some(log_format_arg(&mut p)?),
             Long("control") => {
                 if f.control.is_some() {
                     return Err("--control is given twice; there is at most one control".into());
@@ -148,12 +152,14 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                     })?);
             }
             Value(v) => {
+                let v = v.to_string_lossy();
+                let commands = Topic::NAMED.map(Topic::name);
                 return Err(format!(
-                    "unexpected argument {:?}; every option is a flag",
-                    v.to_string_lossy()
+                    "unexpected argument {v:?}; every option is a flag{}",
+                    suggest::did_you_mean(&v, commands, "kage ")
                 ));
             }
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(suggest::unexpected(other, Topic::Proxy)),
         }
     }
     Ok(ControlFlow::Continue(f))
@@ -259,6 +265,7 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         diff_log_bodies: f.diff_log_bodies.or(fc.diff_log_bodies).unwrap_or(false),
         control: control_name,
         metrics: f.metrics.or(fc.metrics),
+        log_format: f.log_format.unwrap_or_default(),
     })
 }
 

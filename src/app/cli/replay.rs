@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::args::{rule_flag, value};
-use super::{Command, ReplayArgs};
+use super::{Command, ReplayArgs, Topic, suggest};
 use crate::compare;
 use crate::values::resolve;
 
@@ -15,7 +15,8 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut rules = compare::Rules::default();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') => return Ok(Command::Usage(Topic::Replay)),
+            Long("help") => return Ok(Command::Help(Topic::Replay)),
             Long("log") => log = Some(PathBuf::from(value(&mut p, "--log")?)),
             Long("to") => {
                 let v = value(&mut p, "--to")?;
@@ -32,7 +33,7 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                     v.to_string_lossy()
                 ));
             }
-            other => return Err(format!("{} (kage replay)", other.unexpected())),
+            other => return Err(suggest::unexpected(other, Topic::Replay)),
         }
     }
     Ok(Command::Replay(ReplayArgs {

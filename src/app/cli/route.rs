@@ -3,8 +3,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::args::{listen_arg, max_connections_arg, value};
-use super::{Command, RouteArgs};
+use super::args::{listen_arg, log_format_arg, max_connections_arg, value};
+use super::{Command, LogFormat, RouteArgs, Topic, suggest};
 use crate::proxy::{DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT};
 use crate::route::config as route_config;
 use crate::runtime::fds;
@@ -15,20 +15,23 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut listen = None;
     let mut file = None;
     let mut max_connections = None;
+    let mut log_format = LogFormat::default();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('h') => return Ok(Command::Usage(Topic::Route)),
+            Long("help") => return Ok(Command::Help(Topic::Route)),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('l') | Long("listen") => listen = Some(listen_arg(&mut p)?),
             Short('c') | Long("config") => file = Some(PathBuf::from(value(&mut p, "--config")?)),
             Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
+            Long("log-format") => log_format = log_format_arg(&mut p)?,
             Value(v) => {
                 return Err(format!(
                     "unexpected argument {:?}; kage route takes only flags",
                     v.to_string_lossy()
                 ));
             }
-            other => return Err(format!("{} (kage route)", other.unexpected())),
+            other => return Err(suggest::unexpected(other, Topic::Route)),
         }
     }
     let file = file.ok_or("kage route needs --config FILE (a routes.toml)")?;
@@ -46,6 +49,7 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         settings,
         rules: loaded.rules,
         config: file,
+        log_format,
     }))
 }
 
