@@ -50,7 +50,7 @@ pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, 
 pub use parked::{KEEP_BACKEND_WHILE_IDLE, MIN_KEPT_PER_BACKEND};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
-pub use stats::{DropReason, READY_PROBE_INTERVAL, READY_WINDOW, Stats};
+pub use stats::{DropReason, FAILURE_LOG_INTERVAL, READY_PROBE_INTERVAL, READY_WINDOW, Stats};
 pub use tunnel::TUNNEL_PASSES;
 pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
 

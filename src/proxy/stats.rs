@@ -53,9 +53,17 @@ impl DropReason {
 }
 
 /// One backend's counters.
+/// Shortest time between two log lines for failures of one backend; the
+/// line says how many failures were not logged since the last one.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Default)]
 struct PerBackend {
     outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// Clock value of the last failure line logged (0: never).
+    failure_logged: AtomicU64,
+    /// Failures since that line, not logged one by one.
+    failures_unlogged: AtomicU64,
     /// Complete responses: request sent to last byte.
     latency: Histogram,
     dropped: [AtomicU64; DropReason::ALL.len()],
@@ -96,6 +104,23 @@ impl Stats {
             master_failed_us: AtomicU64::new(0),
             asked_us: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a failure of backend `b` at `now` gets its own log line: the
+    /// first in each [`FAILURE_LOG_INTERVAL`] does, with the number of
+    /// failures since the last line; the others are only counted (a dead
+    /// backend must not log a line per request).
+    pub(crate) fn failure_to_log(&self, b: usize, now: Instant) -> Option<u64> {
+        let p = self.per.get(b)?;
+        let last = p.failure_logged.load(Ordering::Relaxed);
+        let due = last == 0 || self.clock(now).saturating_sub(last) >= FAILURE_LOG_INTERVAL.as_micros() as u64;
+        if due {
+            p.failure_logged.store(self.clock(now), Ordering::Relaxed);
+            Some(p.failures_unlogged.swap(0, Ordering::Relaxed))
+        } else {
+            p.failures_unlogged.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 
@@ -260,6 +285,22 @@ impl Source for Stats {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failures_are_logged_once_per_interval_with_the_count_between() {
+        let t0 = Instant::now();
+        let stats = Stats::new(vec!["master".into(), "shadow".into()], 0, t0);
+        assert_eq!(stats.failure_to_log(1, t0), Some(0), "the first is logged");
+        for k in 1..=5 {
+            assert_eq!(stats.failure_to_log(1, t0 + Duration::from_millis(k)), None);
+        }
+        assert_eq!(stats.failure_to_log(0, t0), Some(0), "each backend has its own clock");
+        let later = t0 + FAILURE_LOG_INTERVAL + Duration::from_millis(1);
+        assert_eq!(stats.failure_to_log(1, later), Some(5), "the next line counts the five");
+        assert_eq!(stats.failure_to_log(1, later), None);
+        assert_eq!(stats.failure_to_log(7, later), None, "no such backend");
+    }
+
     use super::*;
 
     #[test]

@@ -186,19 +186,28 @@ impl Upstream {
         if matches!(self.state, State::Done | State::Idle) {
             return;
         }
-        let line = format!(
-            "{}: {} {} {} {}: {}",
-            request.peer(),
-            backend.role.as_str(),
-            backend.name,
-            String::from_utf8_lossy(request.method_bytes()),
-            String::from_utf8_lossy(request.target()),
-            outcome.as_str()
-        );
-        if backend.role == Role::Master {
-            warn!("{line}")
-        } else {
-            info!("{line}")
+        if let Some(unlogged) = self.stats.failure_to_log(self.report.backend, now) {
+            let more = match unlogged {
+                0 => String::new(),
+                n => format!(
+                    " ({n} more failure(s) of {} not logged since the last line)",
+                    backend.name
+                ),
+            };
+            let line = format!(
+                "{}: {} {} {} {}: {}{more}",
+                request.peer(),
+                backend.role.as_str(),
+                backend.name,
+                String::from_utf8_lossy(request.method_bytes()),
+                String::from_utf8_lossy(request.target()),
+                outcome.as_str()
+            );
+            if backend.role == Role::Master {
+                warn!("{line}")
+            } else {
+                info!("{line}")
+            }
         }
         self.finish(outcome, now);
         self.close(registry);
