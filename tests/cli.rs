@@ -57,11 +57,15 @@ fn the_demo_compares_two_sample_backends_and_exits_zero() {
         "sent 40 requests",
         "comparisons of new with the master: 0 match, 30 mismatch, 10 ignored",
         "  new      body    /price               30",
+        "for example, body /price: master ",
+        "ignored: every difference of the exchange was on an ignored path",
+        "next, in front of your own backends:",
     ] {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }
     let rows: Vec<&str> = out.lines().filter(|l| l.contains("200 x40")).collect();
-    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows.len(), 3, "client, master and new: {out}");
+    assert!(rows[0].starts_with("client "), "{out}");
     let (code, _, err) = kage(&["demo", "--now"]);
     assert_eq!(code, 2);
     assert!(err.contains("kage demo takes no arguments"), "{err}");

@@ -6,9 +6,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Sender};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::compare::{Compare, PathPattern, PathRule, Rules, Tally, Verdict, render_summary};
+use crate::compare::{Compare, Difference, PathPattern, PathRule, Rules, Tally, Verdict, compare, render_summary};
 use crate::http::{BodyDecoder, HeadStatus, RequestContext, RequestHead, ResponseHead};
 use crate::proxy::{Backend, Config, Exchange, Hooks, KeepAlive, Proxy, Role};
 use crate::runtime::server::{Server, ShutdownMode};
@@ -24,8 +24,13 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// status and total time.
 type Timings = Vec<(String, Option<u16>, Option<Duration>)>;
 
-/// Records the timings of every exchange for the summary.
-struct Recorder(Sender<Timings>);
+/// Records the timings of every exchange for the summary, and the first
+/// counted difference as an example.
+struct Recorder {
+    tx: Sender<Timings>,
+    rules: Rules,
+    example: Option<Difference>,
+}
 
 impl Hooks for Recorder {
     fn backends_finished(&mut self, exchange: &Exchange<'_>) {
@@ -33,7 +38,15 @@ impl Hooks for Recorder {
             .iter()
             .map(|(b, r)| (b.name.clone(), r.status(), r.total))
             .collect();
-        let _ = self.0.send(timings);
+        let _ = self.tx.send(timings);
+        if self.example.is_none() {
+            let reports: Vec<_> = exchange.iter().map(|(_, r)| r).collect();
+            if let [master, new, ..] = reports[..] {
+                self.example = compare(master, new, "new", &self.rules)
+                    .into_iter()
+                    .find(Difference::counts);
+            }
+        }
     }
 }
 
@@ -55,7 +68,12 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
         ..Rules::default()
     };
     let (tx, rx) = mpsc::channel();
-    let hooks = Compare::new(Recorder(tx), rules);
+    let recorder = Recorder {
+        tx,
+        rules: rules.clone(),
+        example: None,
+    };
+    let hooks = Compare::new(recorder, rules);
     let mut proxy = Proxy::new(cfg, hooks)?;
     let addr = proxy.local_addr();
     let mut server = Server::new()?;
@@ -82,17 +100,38 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     let proxy = loop_thread
         .join()
         .map_err(|_| io::Error::other("the proxy thread panicked"))??;
-    let sent = sent?;
+    let client = sent?;
     writeln!(
         out,
-        "sent {sent} requests through the proxy; the client got every answer from the master\n"
+        "sent {} requests through the proxy; the client got every answer from the master\n",
+        DEMO_REQUESTS
     )?;
-    write!(out, "{}", summary(&timings, proxy.hooks()))?;
+    write!(out, "{}", summary(client, &timings, proxy.hooks()))?;
+    if let Some(d) = proxy.hooks().inner().example.as_ref() {
+        writeln!(
+            out,
+            "\nfor example, {} {}: master {}, new {}",
+            d.kind.as_str(),
+            d.path.as_deref().unwrap_or(""),
+            d.master.as_deref().unwrap_or("-"),
+            d.shadow.as_deref().unwrap_or("-")
+        )?;
+    }
+    writeln!(
+        out,
+        "ignored: every difference of the exchange was on an ignored path (/generated_at, by\n\
+         --ignore-json), so it counts as equal. The client row is what the client saw\n\
+         through the proxy; the shadow never slows it.\n\n\
+         next, in front of your own backends:\n  \
+         kage --listen 127.0.0.1:8080 --master 127.0.0.1:9000 --shadow new=127.0.0.1:9001 \\\n    \
+         --keep-alive always --diff-log -\n\
+         (kage --help for every option, kage help route for the TCP router)"
+    )?;
     Ok(())
 }
 
-fn summary(timings: &[Timings], compare: &Compare<Recorder>) -> String {
-    let mut tallies = vec![Tally::new("master"), Tally::new("new")];
+fn summary(client: Tally, timings: &[Timings], compare: &Compare<Recorder>) -> String {
+    let mut tallies = vec![client, Tally::new("master"), Tally::new("new")];
     for (name, status, total) in timings.iter().flatten() {
         if let Some(t) = tallies.iter_mut().find(|t| &t.name == name) {
             t.add(*status, *total);
@@ -106,18 +145,21 @@ fn summary(timings: &[Timings], compare: &Compare<Recorder>) -> String {
     render_summary(&tallies, &[("new".into(), verdicts)], &compare.summary().differences)
 }
 
-/// Sends the demo's requests on one keep-alive connection; how many got
-/// an answer.
-fn send_requests(addr: SocketAddr) -> io::Result<usize> {
+/// Sends the demo's requests on one keep-alive connection; the statuses
+/// and times the client saw.
+fn send_requests(addr: SocketAddr) -> io::Result<Tally> {
     let mut conn = TcpStream::connect(addr)?;
     conn.set_read_timeout(Some(STEP_TIMEOUT))?;
     let mut buf = Vec::new();
+    let mut client = Tally::new("client");
     for i in 0..DEMO_REQUESTS {
         let req = format!("GET /api/items/{i} HTTP/1.1\r\nHost: demo\r\nAccept: application/json\r\n\r\n");
+        let t = Instant::now();
         conn.write_all(req.as_bytes())?;
-        read_response(&mut conn, &mut buf)?;
+        let status = read_response(&mut conn, &mut buf)?;
+        client.add(Some(status), Some(t.elapsed()));
     }
-    Ok(DEMO_REQUESTS)
+    Ok(client)
 }
 
 /// Reads one response (head and body) with the crate's own parser.
