@@ -144,23 +144,14 @@ for s in $SCENARIOS; do
     fi
 done
 
-if [ -n "${KAGE:-}" ]; then
-    kage_bin=$KAGE
-    kage_desc=$kage_bin
-else
-    say "cargo build --release"
-    cargo build --release --manifest-path "$here/Cargo.toml" >&2
-    kage_bin=$here/target/release/kage
-    kage_desc="$kage_bin ($(git -C "$here" describe --always --dirty 2>/dev/null || echo '?'))"
-fi
-[ -x "$kage_bin" ] || die "no kage binary at $kage_bin"
+# shared helpers: the kage binary, process groups, cleanup trap, ports,
+# templates
+# shellcheck source=benches/lib.sh
+source "$benches/lib.sh"
+pick_kage
 
 scratch=$(mktemp -d /tmp/kage-conns.XXXXXX)
 chmod 755 "$scratch"
-
-# shared helpers: process groups, cleanup trap, ports, templates
-# shellcheck source=benches/lib.sh
-source "$benches/lib.sh"
 
 # child_of PID: the pid of PID's (only) child, from /proc/*/stat; empty if none.
 child_of() {

@@ -77,16 +77,11 @@ if [ "$hard" = unlimited ]; then hard=65536; fi
 ulimit -n "$hard"
 [ "$hard" -ge $((2 * CONNS + 64)) ] || say "warning: fd limit $hard is low for CONNS=$CONNS"
 
-if [ -n "${KAGE:-}" ]; then
-    kage_bin=$KAGE
-    kage_desc=$kage_bin
-else
-    say "cargo build --release"
-    cargo build --release --manifest-path "$here/Cargo.toml" >&2
-    kage_bin=$here/target/release/kage
-    kage_desc="$kage_bin ($(git -C "$here" describe --always --dirty 2>/dev/null || echo '?'))"
-fi
-[ -x "$kage_bin" ] || die "no kage binary at $kage_bin"
+# shared helpers: the kage binary, process groups, cleanup trap, ports,
+# templates
+# shellcheck source=benches/lib.sh
+source "$benches/lib.sh"
+pick_kage
 
 scratch=$(mktemp -d /tmp/kage-hostile.XXXXXX)
 chmod 755 "$scratch" # nginx started as root serves files as nobody
@@ -95,10 +90,6 @@ mkdir -p "$root"
 printf 'hello\n' >"$root/small"
 truncate -s "${BIG_MIB}M" "$root/big" # sparse: no disk, sendfile still sends it
 hz=$(getconf CLK_TCK)
-
-# shared helpers: process groups, cleanup trap, ports, templates
-# shellcheck source=benches/lib.sh
-source "$benches/lib.sh"
 
 # tree_cpu PID: CPU seconds (utime+stime, plus that of reaped children) of
 # PID and every living descendant, from /proc/*/stat.

@@ -1,6 +1,22 @@
-# Shell helpers benches/hostile.sh and benches/conns.sh share; sourced after
-# the script has set $scratch, $KEEP and say(). Every process is started in
-# its own session (process group) and ended by its group id, on exit too.
+# shellcheck shell=bash disable=SC2034,SC2154  # sourced: $here and the outputs are the caller's
+# Shell helpers benches/hostile.sh and benches/conns.sh share; sourced once
+# the script has set $here, $KEEP, say() and die() ($scratch may come later).
+# Every process is started in its own session (process group) and ended by
+# its group id, on exit too.
+
+# pick_kage: $kage_bin and $kage_desc: $KAGE, or a release build of $here.
+pick_kage() {
+    if [ -n "${KAGE:-}" ]; then
+        kage_bin=$KAGE
+        kage_desc=$kage_bin
+    else
+        say "cargo build --release"
+        cargo build --release --manifest-path "$here/Cargo.toml" >&2
+        kage_bin=$here/target/release/kage
+        kage_desc="$kage_bin ($(git -C "$here" describe --always --dirty 2>/dev/null || echo '?'))"
+    fi
+    [ -x "$kage_bin" ] || die "no kage binary at $kage_bin"
+}
 
 groups=() # process group ids (= pids, by setsid) still to end
 
@@ -10,6 +26,7 @@ cleanup() {
     sleep 0.3
     for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
     groups=()
+    [ -n "${scratch:-}" ] || return 0
     if [ "$KEEP" = 1 ]; then
         say "logs kept in $scratch"
     else
