@@ -433,3 +433,50 @@ pub fn compare(data: &[u8]) {
         assert!(same.is_empty(), "a response differs from itself: {same:?}");
     }
 }
+
+/// Fuzz target `digest`: `[mode] [seed] body`. The body (gzip-encoded
+/// first when `mode` is odd; declared gzip but left raw when `mode & 2`)
+/// is digested whole and fed in pieces from `splits(seed)`: both agree,
+/// bit for bit, whether a digest comes out or not, and an identity body's
+/// length is its own.
+pub fn digest(data: &[u8]) {
+    use crate::proxy::BodyDigest;
+    use crate::proxy::digest::{Coding, Digester};
+    use std::io::Write as _;
+    let [mode, seed, body @ ..] = data else { return };
+    let mut owned = None;
+    let (coding, body) = if mode & 1 == 1 {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let encoded = gz.write_all(body).and_then(|()| gz.finish());
+        let Ok(encoded) = encoded else { return };
+        (Some(&b"gzip"[..]), &**owned.insert(encoded))
+    } else if mode & 2 == 2 {
+        (Some(&b"gzip"[..]), body)
+    } else {
+        (None, body)
+    };
+    let whole = BodyDigest::of(body, coding);
+    let mut next = splits(*seed);
+    let mut streamed = Digester::new(Coding::of(coding));
+    let mut rest = body;
+    while !rest.is_empty() {
+        let n = next().min(rest.len());
+        streamed.update(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let streamed = streamed.finish();
+    assert_eq!(
+        whole.as_ref().map(|d| (d.len, d.xxh3, &d.blocks)),
+        streamed.as_ref().map(|d| (d.len, d.xxh3, &d.blocks)),
+        "pieces changed the digest"
+    );
+    if let Some(d) = &whole {
+        assert_eq!(d.first_difference(d), None);
+        if coding.is_none() {
+            assert_eq!(d.len, body.len() as u64);
+        }
+    }
+    if mode & 1 == 1 {
+        assert!(whole.is_some(), "a valid gzip body has a digest");
+    }
+}

@@ -13,13 +13,14 @@ use cases::{CHUNKED, REQUESTS, RESPONSES};
 /// A fuzz target by name and the function its `fuzz_target!` calls.
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 7] = [
     ("request_stream", kage::fuzzing::request_stream),
     ("response_stream", kage::fuzzing::response_stream),
     ("chunked", kage::fuzzing::chunked),
     ("differential", kage::fuzzing::differential),
     ("route_rules", kage::fuzzing::route_rules),
     ("compare", kage::fuzzing::compare),
+    ("digest", kage::fuzzing::digest),
 ];
 
 /// Two responses for the `compare` target: `[0] [len hi] [len lo] a b`.
@@ -62,6 +63,18 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let json = "Content-Type: application/json\r\n";
     let a = response(json, br#"{"a":{"x":1},"s":[1,2],"n":1.0,"v":"old","l":[1,2,3]}"#);
     let b = response(json, br#"{"a":{"x":2},"s":[2,1],"n":1.2,"v":"new","l":[1]}"#);
+    let text: Vec<u8> = (0..17_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    out.push(("digest", "seed-identity".into(), [&[0u8, 7][..], &text].concat()));
+    out.push((
+        "digest",
+        "seed-gzip".into(),
+        [&[1u8, 1][..], &text[..8_000]].concat(),
+    ));
+    out.push((
+        "digest",
+        "seed-not-gzip".into(),
+        [&[2u8, 9][..], b"plainly not gzip"].concat(),
+    ));
     out.push(("compare", "seed-json".into(), pair(&a, &b)));
     let gz = {
         use std::io::Write;

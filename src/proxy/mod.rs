@@ -7,7 +7,7 @@
 //! ready-made host.
 
 mod config;
-mod digest;
+pub(crate) mod digest;
 mod forwarded;
 mod hooks;
 mod parked;
