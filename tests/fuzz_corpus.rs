@@ -65,11 +65,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let b = response(json, br#"{"a":{"x":2},"s":[2,1],"n":1.2,"v":"new","l":[1]}"#);
     let text: Vec<u8> = (0..17_000u32).flat_map(|i| i.to_le_bytes()).collect();
     out.push(("digest", "seed-identity".into(), [&[0u8, 7][..], &text].concat()));
-    out.push((
-        "digest",
-        "seed-gzip".into(),
-        [&[1u8, 1][..], &text[..8_000]].concat(),
-    ));
+    out.push(("digest", "seed-gzip".into(), [&[1u8, 1][..], &text[..8_000]].concat()));
     out.push((
         "digest",
         "seed-not-gzip".into(),
