@@ -190,6 +190,12 @@ fn equal_answers_match_and_only_ignored_differences_are_ignored() {
     assert_eq!(outcome(line, "same"), "match");
     assert_eq!(outcome(line, "noisy"), "ignored");
     assert_eq!(differences(line).len(), 1, "{line}");
+    // Bodies captured whole carry their length and digest too.
+    let b = line["backends"].as_array().unwrap();
+    assert_eq!(b[0]["body_len"], 16, "{line}");
+    assert_eq!(b[0]["body_digest"].as_str().map(str::len), Some(32), "{line}");
+    assert_eq!(b[0]["body_digest"], b[1]["body_digest"], "equal bodies: {line}");
+    assert_ne!(b[0]["body_digest"], b[2]["body_digest"], "{line}");
 }
 
 #[test]
