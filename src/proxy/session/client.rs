@@ -202,11 +202,14 @@ impl Session {
                 continue;
             }
             if !up.copy_body(chunk, window) {
-                let name = &cx.cfg.backends[b].name;
-                info!(
-                    "{}: {name} fell more than {window} bytes behind the request body; cut for this request (too_slow)",
-                    self.peer
-                );
+                // Rate-limited like every backend failure.
+                if let Some(unlogged) = cx.backlog.stats().failure_to_log(b, cx.now) {
+                    let name = &cx.cfg.backends[b].name;
+                    info!(
+                        "{}: {name} fell more than {window} bytes behind the request body; cut for this request (too_slow; {unlogged} failure(s) of {name} not logged since the last line)",
+                        self.peer
+                    );
+                }
                 up.end(Outcome::TooSlow, cx.registry, cx.now);
             }
         }
