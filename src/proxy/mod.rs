@@ -362,9 +362,11 @@ impl<H: Hooks> Proxy<H> {
                 Some(Slot::Parked(p)) => {
                     let (cfg, pools) = (&self.cfg, &mut self.pools);
                     if with_parked(&mut self.kept, p, |p| p.on_timeout(cfg, registry, pools, now)) {
-                        self.sweep.note(Some(p.deadline(&self.cfg)));
+                        self.wake(slot, now);
+                        self.with_session(registry, slot, now, |s, cx| s.on_timeout(cx));
+                        self.after_pump(registry, slot, now);
                     } else {
-                        self.remove(registry, slot, now);
+                        self.sweep.note(Some(p.deadline(&self.cfg)));
                     }
                 }
                 Some(Slot::Live(_)) => {

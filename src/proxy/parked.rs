@@ -119,21 +119,14 @@ impl Parked {
         }
     }
 
-    /// Applies what is due at `now`; false when the connection is over
-    /// (closed: the caller drops it).
+    /// Hands the kept connection back when that is due at `now`; true when
+    /// the client's wait is over too: the caller revives the session, whose
+    /// own deadlines close it (the same instant, the same log line).
     pub(crate) fn on_timeout(&mut self, cfg: &Config, registry: &Registry, pools: &mut Pools, now: Instant) -> bool {
         if now >= self.since + KEEP_BACKEND_WHILE_IDLE {
             self.hand_back(registry, pools, now);
         }
-        if now < self.since + self.timeout(cfg) {
-            return true;
-        }
-        if self.served {
-            debug!("{}: idle keep-alive connection past its timeout; closing", self.peer);
-        } else {
-            debug!("{}: no request within the client timeout; closing", self.peer);
-        }
-        false
+        now >= self.since + self.timeout(cfg)
     }
 
     /// Gives the kept backend connection to the shared pool.
