@@ -268,16 +268,6 @@ fn attack_master() -> TestBackend {
     })
 }
 
-/// A child process killed (and reaped) when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What one slowhttptest run left the other clients.
 struct Siege {
     ok: usize,
