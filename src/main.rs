@@ -10,7 +10,7 @@ use kage::app::cli::{self, Command, LogFormat, ProxyArgs, ReplayArgs, RouteArgs}
 use kage::app::policy::Policy;
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
-use kage::proxy::{Config, Outcome, Proxy, Stats};
+use kage::proxy::{Config, Outcome, Proxy, Stats, TlsReload};
 use kage::route::Relay;
 use kage::runtime::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{info, warn};
@@ -197,6 +197,7 @@ fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Resul
         token: None,
         stop: server.stop_handle(),
         reopen,
+        tls: None,
     })
 }
 
@@ -221,11 +222,20 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
         hooks = hooks.with_bodies();
     }
     let mut server = Server::new()?;
-    let mut proxy = Proxy::new(args.config, hooks)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")))?;
-    info!("listening on {}: {}", proxy.local_addr(), describe(proxy.config()));
+    let mut proxy = Proxy::new(args.config, hooks).map_err(|e| match e.kind() {
+        // A configuration error (a certificate file): it says what it is.
+        io::ErrorKind::InvalidInput => e,
+        _ => io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")),
+    })?;
+    let https = if proxy.config().tls.is_empty() { "" } else { " (HTTPS)" };
+    info!(
+        "listening on {}{https}: {}",
+        proxy.local_addr(),
+        describe(proxy.config())
+    );
     log_limits(fds, proxy.config().max_connections);
     let mut signals = signal_service(&server, reopen)?;
+    signals.tls = proxy.tls_reloader();
     match args.metrics {
         Some(addr) => {
             let sources: Vec<Arc<dyn Source>> = vec![proxy.stats(), proxy.hooks().stats()];
@@ -247,7 +257,10 @@ fn describe(config: &Config) -> String {
     let names: Vec<String> = config
         .backends
         .iter()
-        .map(|b| format!("{} {} {}", b.role.as_str(), b.name, b.addr))
+        .map(|b| {
+            let scheme = if b.tls.is_some() { "https://" } else { "" };
+            format!("{} {} {scheme}{}", b.role.as_str(), b.name, b.addr)
+        })
         .collect();
     format!("{} (keep-alive {})", names.join(", "), config.keep_alive.as_str())
 }
@@ -305,12 +318,14 @@ fn log_summary(stats: &CompareStats, summary: &Summary) {
     }
 }
 
-/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the diff log.
+/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the diff log
+/// and reload the listener's certificates.
 struct SignalService {
     signals: Signals,
     token: Option<Token>,
     stop: StopHandle,
     reopen: Option<Arc<AtomicBool>>,
+    tls: Option<TlsReload>,
 }
 
 impl Service for SignalService {
@@ -334,6 +349,9 @@ impl Service for SignalService {
                 info!("signal {signal}: the diff log is reopened before its next line");
                 if let Some(flag) = &self.reopen {
                     flag.store(true, Ordering::Relaxed);
+                }
+                if let Some(tls) = &self.tls {
+                    kage::proxy::reload(tls);
                 }
                 continue;
             }

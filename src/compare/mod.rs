@@ -138,6 +138,7 @@ impl Verdict {
         "too_slow",
         "skipped",
         "dropped",
+        "tls",
     ];
 
     /// Position in [`Verdict::NAMES`].

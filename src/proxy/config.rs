@@ -1,9 +1,11 @@
 //! What the proxy is told: where to listen, the backends, limits, timeouts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Method;
+use crate::tls::CertFiles;
 
 /// Default for [`Config::client_timeout`] (nginx's `client_header_timeout`
 /// is 60 s; a head takes a browser milliseconds).
@@ -114,6 +116,33 @@ pub struct Backend {
     /// For a shadow: most requests sent per second, on average over one
     /// second (a token bucket); past it shadow requests are dropped.
     pub max_rps: Option<f64>,
+    /// HTTPS (`https://HOST:PORT`): how its certificate is checked. `None`
+    /// speaks plain HTTP.
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// The name sent as SNI and verified in the backend's certificate
+    /// (the host of its address, unless set otherwise).
+    pub server_name: String,
+    /// CA certificate files (PEM) trusted for this backend, besides the
+    /// system's roots and [`Config::backend_ca`].
+    pub ca: Vec<PathBuf>,
+    /// Takes any certificate (its handshake signature is still checked).
+    pub insecure_skip_verify: bool,
+}
+
+impl BackendTls {
+    /// Verified against the roots as `server_name`.
+    pub fn new(server_name: impl Into<String>) -> Self {
+        BackendTls {
+            server_name: server_name.into(),
+            ca: Vec::new(),
+            insecure_skip_verify: false,
+        }
+    }
 }
 
 impl Backend {
@@ -131,6 +160,7 @@ impl Backend {
             marker: Some(DEFAULT_SHADOW_MARKER.to_string()),
             max_inflight: None,
             max_rps: None,
+            tls: None,
         }
     }
 }
@@ -184,6 +214,12 @@ pub struct Config {
     /// shadow thus gets a bounded share of the traffic instead of slowing
     /// the proxy. Applies when the master is selected.
     pub shadow_max_inflight: usize,
+    /// The listener's certificates (HTTPS; empty: plain HTTP). The first is
+    /// offered when the client's SNI matches none.
+    pub tls: Vec<CertFiles>,
+    /// CA certificate files (PEM) every HTTPS backend is verified against,
+    /// besides the system's roots.
+    pub backend_ca: Vec<PathBuf>,
 }
 
 impl Config {
@@ -203,6 +239,8 @@ impl Config {
             keep_alive: KeepAlive::MasterOnly,
             forward_client_ip: false,
             shadow_max_inflight: DEFAULT_SHADOW_MAX_INFLIGHT,
+            tls: Vec::new(),
+            backend_ca: Vec::new(),
         }
     }
 

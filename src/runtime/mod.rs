@@ -1,6 +1,6 @@
 //! The ground floor the proxy and the router share: buffers, socket I/O
 //! and readiness, the token layout, the deadline sweep, the listener, the
-//! descriptor limit, the two-way splice (flow, pipe: splice(2) for bulk
+//! descriptor limit, the transport (plain TCP or TLS over it), the two-way splice (flow, pipe: splice(2) for bulk
 //! streams), and the [`server::Server`] that runs services on one
 //! `mio::Poll`. Imports nothing above it but [`crate::http`]'s limits.
 
@@ -14,3 +14,4 @@ pub mod pipe;
 pub mod server;
 pub(crate) mod sweep;
 pub(crate) mod tokens;
+pub mod transport;

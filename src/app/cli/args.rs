@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
-use crate::values::{parse_duration, parse_size, resolve, resolve_backend};
+use crate::proxy::BackendTls;
+use crate::values::{backend_tls_host, parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -68,14 +69,18 @@ pub(super) fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duratio
     parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
-pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, SocketAddr), String> {
+/// A backend flag: its name, address, and TLS for an `https://` one.
+pub(super) type BackendFlag = (String, SocketAddr, Option<BackendTls>);
+
+pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<BackendFlag, String> {
     let (name, addr) = match v.split_once('=') {
         Some((n, a)) if !n.is_empty() => (n.to_string(), a),
         Some(_) => return Err(format!("{flag} {v}: the name before '=' is empty")),
         None => (default_name.to_string(), v),
     };
+    let tls = backend_tls_host(addr).map(BackendTls::new);
     let addr = resolve_backend(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
-    Ok((name, addr))
+    Ok((name, addr, tls))
 }
 
 pub(super) fn parse_methods(v: &str) -> Result<ShadowMethods, String> {

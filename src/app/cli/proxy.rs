@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{
-    backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, rule_flag, size_arg,
-    value,
+    BackendFlag, backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, rule_flag,
+    size_arg, value,
 };
 use super::{Command, LogFormat, ProxyArgs, ShadowMethods, Topic, suggest};
 use crate::app::config_file::{self, FileConfig};
@@ -20,15 +20,19 @@ use crate::proxy::{
     MAX_CONNECTIONS_LIMIT, Role,
 };
 use crate::runtime::fds;
+use crate::tls::{CertFiles, ServerTls};
 use crate::values::resolve;
 
 /// What the proxy's flags said, each `None` (or empty) when not given.
 #[derive(Debug, Default)]
 pub(super) struct ProxyFlags {
     listen: Option<SocketAddr>,
-    master: Option<(String, SocketAddr)>,
-    shadows: Vec<(String, SocketAddr)>,
-    control: Option<(String, SocketAddr)>,
+    master: Option<BackendFlag>,
+    shadows: Vec<BackendFlag>,
+    control: Option<BackendFlag>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    backend_ca: Vec<PathBuf>,
     file: Option<PathBuf>,
     backend_timeout: Option<Duration>,
     shadow_timeout: Option<Duration>,
@@ -127,6 +131,13 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 );
             }
             Long("forward-client-ip") => f.forward_client_ip = Some(true),
+            Long("tls-cert") => f.tls_cert = Some(PathBuf::from(value(&mut p, "--tls-cert")?)),
+            Long("tls-key") => f.tls_key = Some(PathBuf::from(value(&mut p, "--tls-key")?)),
+            Long("backend-ca") => {
+                let path = PathBuf::from(value(&mut p, "--backend-ca")?);
+                crate::tls::read_certs(&path).map_err(|e| format!("--backend-ca: {e}"))?;
+                f.backend_ca.push(path);
+            }
             Long("metrics") => {
                 let v = value(&mut p, "--metrics")?;
                 f.metrics = Some(resolve(&v).map_err(|e| format!("--metrics {v}: {e}"))?);
@@ -177,8 +188,13 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         .listen
         .or(fc.listen)
         .ok_or_else(|| in_file("--listen ADDR is required"))?;
+    let flag_backend = |(name, addr, tls): BackendFlag, role| {
+        let mut b = Backend::new(name, addr, role);
+        b.tls = tls;
+        b
+    };
     let mut master = match f.master {
-        Some((name, addr)) => Backend::new(name, addr, Role::Master),
+        Some(m) => flag_backend(m, Role::Master),
         None => fc.master.ok_or_else(|| in_file("--master HOST:PORT is required"))?,
     };
     if let Some(t) = f.backend_timeout {
@@ -187,13 +203,13 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
     let mut backends = vec![master];
     let flag_shadows = !f.shadows.is_empty() || f.control.is_some();
     let control_name = if flag_shadows {
-        f.control.as_ref().map(|(name, _)| name.clone())
+        f.control.as_ref().map(|(name, _, _)| name.clone())
     } else {
         fc.control
     };
     if flag_shadows {
-        for (name, addr) in f.shadows.into_iter().chain(f.control) {
-            backends.push(Backend::new(name, addr, Role::Shadow));
+        for shadow in f.shadows.into_iter().chain(f.control) {
+            backends.push(flag_backend(shadow, Role::Shadow));
         }
     } else {
         backends.extend(fc.shadows);
@@ -225,6 +241,21 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
     config.capture_cap = f.capture_cap.or(fc.capture_cap).unwrap_or(config.capture_cap);
     config.keep_alive = f.keep_alive.or(fc.keep_alive).unwrap_or(config.keep_alive);
     config.forward_client_ip = f.forward_client_ip.or(fc.forward_client_ip).unwrap_or(false);
+    config.tls = match (f.tls_cert, f.tls_key) {
+        (Some(cert), Some(key)) => {
+            let pair = CertFiles { cert, key };
+            ServerTls::load(std::slice::from_ref(&pair)).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            vec![pair]
+        }
+        (None, None) => fc.tls,
+        (Some(_), None) => return Err("--tls-cert FILE needs --tls-key FILE (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("--tls-key FILE needs --tls-cert FILE (the certificate chain)".into()),
+    };
+    config.backend_ca = if f.backend_ca.is_empty() {
+        fc.backend_ca
+    } else {
+        f.backend_ca
+    };
     config.shadow_max_inflight = f
         .max_inflight
         .or(fc.shadow_max_inflight)
