@@ -5,6 +5,7 @@
 #   keep-alive   wrk -t1 -c50 over HTTPS: proxy CPU µs per request
 #   handshakes   the same with `Connection: close`: every request a new TLS
 #                connection (wrk resumes none); req/s = handshakes/s
+#   plain        the same keep-alive load over plain HTTP, for reference
 #   backends     kage with a plain listener, a master and a shadow with
 #                --keep-alive always (pooled backend connections): the
 #                backends over plain HTTP, then over HTTPS
@@ -13,12 +14,12 @@
 # Prints a markdown table.
 #
 #   benches/tls.sh                       # all, 5 s each
-#   DURATION=10 benches/tls.sh
+#   DURATION=10 ROUNDS=3 benches/tls.sh  # longer, every run 3 times
 #   KAGE=/path/to/kage benches/tls.sh    # another binary
 #   KEEP=1 OUT=/tmp/tls.md benches/tls.sh
 #
-# Environment: BASE [18680] (kage BASE, nginx BASE+1, origins BASE+2..+5),
-# DURATION [5], WARMUP [2] seconds, CONNS [50], KAGE, KAGE_LOG [warn], OUT,
+# Environment: BASE [18680] (kage BASE, nginx BASE+1 (HTTPS) and BASE+6
+# (HTTP), origins BASE+2..+5), ROUNDS [1], DURATION [5], WARMUP [2] seconds, CONNS [50], KAGE, KAGE_LOG [warn], OUT,
 # KEEP [0]. Needs nginx, wrk, openssl, curl, taskset.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ BASE=${BASE:-18680}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-1}
 KEEP=${KEEP:-0}
 say() { echo "tls.sh: $*" >&2; }
 die() {
@@ -40,7 +42,8 @@ done
 pick_kage
 scratch=$(mktemp -d /tmp/kage-tls-bench.XXXXXX)
 kport=$BASE nport=$((BASE + 1)) plain=$((BASE + 2)) plain2=$((BASE + 3)) tls=$((BASE + 4)) tls2=$((BASE + 5))
-for p in $kport $nport $plain $plain2 $tls $tls2; do port_free "$p" || die "port $p is taken"; done
+nplain=$((BASE + 6))
+for p in $kport $nport $plain $plain2 $tls $tls2 $nplain; do port_free "$p" || die "port $p is taken"; done
 
 # One ECDSA P-256 certificate for localhost and 127.0.0.1, signed by a CA
 # kage trusts for its HTTPS backends.
@@ -58,8 +61,8 @@ cert=$scratch/leaf.pem key=$scratch/leaf.key
 
 render "$here/benches/conf/tls-origin.conf" "$scratch/origin.conf" plain=$plain plain2=$plain2 tls=$tls \
     tls2=$tls2 cert="$cert" key="$key" tmp="$scratch"
-render "$here/benches/conf/tls-nginx.conf" "$scratch/nginx.conf" listen=$nport backend=$plain cert="$cert" \
-    key="$key" tmp="$scratch"
+render "$here/benches/conf/tls-nginx.conf" "$scratch/nginx.conf" listen=$nport plain=$nplain backend=$plain \
+    cert="$cert" key="$key" tmp="$scratch"
 start origin taskset -c 0 nginx -e "$scratch/origin.starterr" -c "$scratch/origin.conf"
 wait_200 "$plain" "$started" || die "the origin did not start: $(cat "$scratch/origin.log")"
 
@@ -88,15 +91,16 @@ load() {
     reqs=$(echo "$out" | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
     rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
     errors=$(echo "$out" | grep -E 'Non-2xx|Socket errors' | tr -s ' ' | tr '\n' ';' || true)
-    [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || die "$name: no request counted: $out"
+    if [ -z "$reqs" ] || [ "$reqs" -eq 0 ]; then die "$name: no request counted: $out"; fi
     us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-    rows+=("| $name | $rps | $us | ${errors:-} |")
+    rows+=("| $round | $name | $rps | $us | ${errors:-} |")
     say "$name: $rps req/s, $us µs CPU/req ${errors:-}"
 }
 
-# with NAME CMD...: starts a proxy, waits for it, runs the loads given in
-# $loads (name|url|wrk args), stops it.
-kage_run() { # NAME PORT SCHEME ARGS...
+# kage_run NAME PORT SCHEME ARGS...: starts kage on PORT with ARGS and
+# waits until SCHEME://127.0.0.1:PORT/small answers; $proxy_group is its
+# process group.
+kage_run() {
     local name=$1 port=$2 scheme=$3
     shift 3
     start "$name" taskset -c 0 env RUST_LOG="${KAGE_LOG:-warn}" "$kage_bin" --listen "127.0.0.1:$port" "$@"
@@ -110,33 +114,41 @@ kage_run() { # NAME PORT SCHEME ARGS...
 }
 
 say "kage ($kage_desc) and nginx ($(nginx -v 2>&1 | sed 's/.*: //')), ${DURATION}s loads, -c$CONNS, CPU 0"
-kage_run kage-https $kport https --tls-cert "$cert" --tls-key "$key" --master "127.0.0.1:$plain"
-load "kage HTTPS keep-alive" "$proxy_group" "https://127.0.0.1:$kport/small"
-load "kage HTTPS new handshake per request" "$proxy_group" "https://127.0.0.1:$kport/small" -H 'Connection: close'
-stop "$proxy_group"
+for round in $(seq "$ROUNDS"); do
+    kage_run kage-https "$kport" https --tls-cert "$cert" --tls-key "$key" --master "127.0.0.1:$plain"
+    load "kage HTTPS keep-alive" "$proxy_group" "https://127.0.0.1:$kport/small"
+    load "kage HTTPS new handshake per request" "$proxy_group" "https://127.0.0.1:$kport/small" \
+        -H 'Connection: close'
+    stop "$proxy_group"
 
-start nginx taskset -c 0 nginx -e "$scratch/nginx.starterr" -c "$scratch/nginx.conf"
-g=$started
-for i in $(seq 100); do
-    [ "$(curl -sk -m 1 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$nport/small")" = 200 ] && break
-    sleep 0.1
+    start nginx taskset -c 0 nginx -e "$scratch/nginx.starterr" -c "$scratch/nginx.conf"
+    g=$started
+    for _ in $(seq 100); do
+        [ "$(curl -sk -m 1 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$nport/small")" = 200 ] && break
+        sleep 0.1
+    done
+    load "nginx HTTPS keep-alive" "$g" "https://127.0.0.1:$nport/small"
+    load "nginx HTTPS new handshake per request" "$g" "https://127.0.0.1:$nport/small" -H 'Connection: close'
+    load "nginx HTTP keep-alive" "$g" "http://127.0.0.1:$nplain/small"
+    stop "$g"
+
+    kage_run kage-plain "$kport" http --master "127.0.0.1:$plain"
+    load "kage HTTP keep-alive" "$proxy_group" "http://127.0.0.1:$kport/small"
+    stop "$proxy_group"
+
+    kage_run kage-plain-backends "$kport" http --keep-alive always --master "127.0.0.1:$plain" \
+        --shadow "127.0.0.1:$plain2"
+    load "kage master+shadow, plain backends" "$proxy_group" "http://127.0.0.1:$kport/small"
+    stop "$proxy_group"
+    kage_run kage-https-backends "$kport" http --keep-alive always --backend-ca "$scratch/ca.pem" \
+        --master "https://localhost:$tls" --shadow "https://localhost:$tls2"
+    load "kage master+shadow, HTTPS backends" "$proxy_group" "http://127.0.0.1:$kport/small"
+    stop "$proxy_group"
 done
-load "nginx HTTPS keep-alive" "$g" "https://127.0.0.1:$nport/small"
-load "nginx HTTPS new handshake per request" "$g" "https://127.0.0.1:$nport/small" -H 'Connection: close'
-stop "$g"
-
-kage_run kage-plain-backends $kport http --keep-alive always --master "127.0.0.1:$plain" \
-    --shadow "127.0.0.1:$plain2"
-load "kage master+shadow, plain backends" "$proxy_group" "http://127.0.0.1:$kport/small"
-stop "$proxy_group"
-kage_run kage-https-backends $kport http --keep-alive always --backend-ca "$scratch/ca.pem" \
-    --master "https://localhost:$tls" --shadow "https://localhost:$tls2"
-load "kage master+shadow, HTTPS backends" "$proxy_group" "http://127.0.0.1:$kport/small"
-stop "$proxy_group"
 
 table=$(
-    echo "| run | req/s | proxy CPU µs/req | errors |"
-    echo "|---|---|---|---|"
+    echo "| round | run | req/s | proxy CPU µs/req | errors |"
+    echo "|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 )
 echo "$table"

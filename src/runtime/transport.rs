@@ -256,21 +256,21 @@ impl TlsStream {
         if let Err(f) = self.flush(ready) {
             return Io::Failed(f);
         }
-        let mut taken = 0;
-        for part in [first, second] {
-            if part.is_empty() {
-                continue;
-            }
-            match self.tls.writer().write(part) {
-                Ok(n) => {
-                    taken += n;
-                    if n < part.len() {
-                        break;
-                    }
-                }
-                Err(e) => return Io::Failed(Failure::of(&e)),
-            }
-        }
+        // Both slices in the same records (a head and its body: one record,
+        // not two, for the peer to open).
+        let written = if second.is_empty() {
+            self.tls.writer().write(first)
+        } else if first.is_empty() {
+            self.tls.writer().write(second)
+        } else {
+            self.tls
+                .writer()
+                .write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
+        };
+        let taken = match written {
+            Ok(n) => n,
+            Err(e) => return Io::Failed(Failure::of(&e)),
+        };
         if let Err(f) = self.flush(ready) {
             return Io::Failed(f);
         }
