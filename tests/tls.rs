@@ -180,7 +180,7 @@ fn curl(dir: &TempDir, addr: SocketAddr, extra: &[&str], paths: &[&str]) -> (Str
 fn curl_gets_tls13_and_http11_by_alpn_with_keep_alive() {
     let dir = certs("curl");
     let backend = TestBackend::ok("hello");
-    let kage = https_kage(&dir, &["--master", &backend.addr.to_string()]);
+    let kage = https_kage(&dir, &["--master", &backend.addr.to_string(), "--forward-client-ip"]);
     let (out, err) = curl(
         &dir,
         kage.addr,
@@ -195,6 +195,8 @@ fn curl_gets_tls13_and_http11_by_alpn_with_keep_alive() {
         "keep-alive over TLS: {err}"
     );
     assert_eq!(backend.seen.accepts(), 1, "one master connection for both");
+    let forwarded = backend.requests()[0].header("forwarded").unwrap_or_default();
+    assert!(forwarded.ends_with(";proto=https"), "{forwarded}");
     // TLS 1.2 too.
     let (out, err) = curl(
         &dir,
@@ -303,6 +305,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Peer-Port", str(self.client_address[1]))
+        self.send_header("X-Reused", str(self.connection.session_reused))
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a):
@@ -394,6 +397,23 @@ fn python_https_master_and_shadow_are_pooled() {
     assert!(
         ports.windows(2).all(|w| w[0] == w[1]),
         "one pooled TLS connection to the master: {ports:?}"
+    );
+    // Without pooling, a new connection per request: resumed.
+    let direct = https_kage(
+        &dir,
+        &["--master", &m, "--backend-ca", &dir.path("ca.pem"), "--pool-idle", "0"],
+    );
+    let reused: Vec<String> = (0..3)
+        .map(|_| {
+            let (out, err) = curl(&dir, direct.addr, &["-D", "-"], &["/r"]);
+            let reused = out.lines().find_map(|l| l.strip_prefix("X-Reused: "));
+            reused.map(str::to_string).unwrap_or(err)
+        })
+        .collect();
+    assert_eq!(
+        reused[1..],
+        ["True", "True"],
+        "TLS sessions to the backend resumed: {reused:?}"
     );
     let text = wait_metric(
         &metrics_at,

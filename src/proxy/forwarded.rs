@@ -49,11 +49,15 @@ mod tests {
     use crate::http::{Connection, HeadStatus, RequestHead, write_request};
 
     fn rewritten(raw: &[u8], peer: &str) -> String {
+        rewritten_as(raw, peer, false)
+    }
+
+    fn rewritten_as(raw: &[u8], peer: &str, https: bool) -> String {
         let mut head = RequestHead::new();
         assert!(matches!(head.parse(raw), Ok(HeadStatus::Complete(_))));
         let request = Request::new(&head, raw, peer.parse().unwrap());
         let mut rw = HeadRewrite::new(Connection::KeepAlive);
-        add(&request, &mut rw, false);
+        add(&request, &mut rw, https);
         let mut out = Vec::new();
         write_request(&head, raw, &rw, &mut out);
         String::from_utf8(out).unwrap()
@@ -74,6 +78,12 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("X-Forwarded-For").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn a_tls_listener_says_https() {
+        let out = rewritten_as(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "192.0.2.7:5000", true);
+        assert!(out.contains("Forwarded: for=192.0.2.7;proto=https\r\n"), "{out}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod config;
 pub(crate) mod digest;
 mod forwarded;
 mod hooks;
+mod https;
 mod parked;
 mod pending;
 mod plan;
@@ -40,7 +41,9 @@ pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
 pub use crate::runtime::sweep::SWEEP_INTERVAL;
 use crate::runtime::sweep::Sweep;
 use crate::runtime::transport::Stream;
-use crate::tls::{Connector, Roots, ServerTls};
+use crate::tls::{Connector, ServerTls};
+use https::connectors;
+pub use https::reload;
 
 pub use crate::tls::{CertFiles, TlsReload};
 pub use config::{
@@ -693,49 +696,6 @@ impl<H: Hooks> Proxy<H> {
         }
         self.sweep.note(s.deadline(&self.cfg));
     }
-}
-
-/// Reloads the certificate files `r` names, logging what happened; how
-/// many pairs were replaced.
-pub fn reload(r: &TlsReload) -> usize {
-    let (replaced, errors) = r.reload();
-    for e in &errors {
-        warn!("TLS reload: {e}");
-    }
-    info!("TLS reload: {replaced} certificate(s) loaded, {} refused", errors.len());
-    replaced
-}
-
-/// A connector per HTTPS backend (`None` for plain ones), the system's
-/// roots read once if any needs them; warns about what is not verified.
-fn connectors(cfg: &Config) -> Result<Vec<Option<Connector>>, String> {
-    let mut roots = None;
-    let mut out = Vec::with_capacity(cfg.backends.len());
-    for b in &cfg.backends {
-        let Some(tls) = &b.tls else {
-            out.push(None);
-            continue;
-        };
-        if tls.insecure_skip_verify {
-            warn!(
-                "{} {}: insecure_skip_verify: its TLS certificate is not verified",
-                b.role.as_str(),
-                b.name
-            );
-        }
-        if roots.is_none() {
-            let (loaded, warnings) = Roots::load(&cfg.backend_ca)?;
-            for w in warnings {
-                warn!("{w}");
-            }
-            roots = Some(loaded);
-        }
-        let Some(roots) = roots.as_ref() else { continue };
-        let c = Connector::new(&tls.server_name, roots, &tls.ca, tls.insecure_skip_verify)
-            .map_err(|e| format!("{} {}: {e}", b.role.as_str(), b.name))?;
-        out.push(Some(c));
-    }
-    Ok(out)
 }
 
 /// Runs `f` on a parked connection and counts a kept backend connection

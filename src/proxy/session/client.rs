@@ -44,7 +44,8 @@ impl Session {
                 true
             }
             Io::Failed(f) => {
-                debug!("{}: client connection failed: {f:?}", self.peer);
+                let why = client.tls_error().map(|e| format!(" ({e})")).unwrap_or_default();
+                debug!("{}: client connection failed: {f:?}{why}", self.peer);
                 self.client_gone(cx);
                 true
             }
