@@ -662,3 +662,45 @@ fn a_stalled_handshake_is_cut_at_the_client_timeout() {
         "{took:?}"
     );
 }
+
+#[test]
+fn large_bodies_both_ways_cross_the_tls_listener_whole() {
+    let dir = certs("large");
+    // Answers each request with its body length, then 3 MB of a pattern.
+    const DOWN: usize = 3_000_000;
+    let backend = TestBackend::http(|req| {
+        let body: Vec<u8> = (0..DOWN).map(|i| (i % 253) as u8).collect();
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Got: {}\r\n\r\n",
+            body.len(),
+            req.body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    });
+    let kage = https_kage(&dir, &["--master", &backend.addr.to_string()]);
+    let upload = dir.path("up.bin");
+    let up: Vec<u8> = (0..2_500_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&upload, &up).unwrap();
+    let down = dir.path("down.bin");
+    let data = format!("@{upload}");
+    let (out, err) = curl(
+        &dir,
+        kage.addr,
+        &["--data-binary", &data, "-o", &down, "-D", "-", "-w", "%{http_code}"],
+        &["/up"],
+    );
+    assert!(out.ends_with("200"), "{out} {err}");
+    assert!(
+        out.contains("X-Got: 2500000\r\n"),
+        "the whole upload reached the master: {out}"
+    );
+    let got = std::fs::read(&down).unwrap();
+    assert_eq!(got.len(), DOWN);
+    assert!(
+        got.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8),
+        "the download arrived whole"
+    );
+    assert_eq!(backend.requests()[0].body, up);
+}
