@@ -46,7 +46,7 @@ pub use config::{
     DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
 pub use digest::{BodyDigest, DIGEST_BLOCK, MAX_DIGEST_BLOCKS, MAX_INFLATED};
-pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
+pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, Served, default_selection};
 pub use parked::{KEEP_BACKEND_WHILE_IDLE, MIN_KEPT_PER_BACKEND};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
@@ -309,6 +309,7 @@ impl<H: Hooks> Proxy<H> {
             self.force_close_at,
             self.pools.deadline(),
             self.backlog.deadline(),
+            self.hooks.next_deadline(),
             (!self.draining).then_some(self.probe_at),
         ]
         .into_iter()
@@ -340,6 +341,9 @@ impl<H: Hooks> Proxy<H> {
         }
         self.pools.expire(now);
         self.probe_master(now);
+        if self.hooks.next_deadline().is_some_and(|t| t <= now) {
+            self.hooks.on_deadline(now);
+        }
         if self.force_close_at.is_some_and(|t| t <= now) {
             self.force_close_at = None;
             let open = self.sessions.len();

@@ -11,7 +11,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHead, ResponseHead};
-use kage::proxy::{Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, default_selection};
+use kage::proxy::{
+    Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, Served, default_selection,
+};
 use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
@@ -192,6 +194,17 @@ impl Seenx {
     }
 }
 
+/// One request's end as `request_done` saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedSeen {
+    pub id: u64,
+    pub target: Option<String>,
+    pub status: Option<u16>,
+    pub body_bytes: u64,
+    pub complete: bool,
+    pub shadowed: bool,
+}
+
 /// A selection policy as a closure.
 pub type SelectFn = Box<dyn FnMut(&Request<'_>, &[Backend]) -> Selection + Send>;
 /// A munging policy as a closure.
@@ -202,6 +215,7 @@ pub struct Recorder {
     pub select: SelectFn,
     pub munge: MungeFn,
     pub tx: Sender<Seenx>,
+    pub served: Sender<ServedSeen>,
     pub selections: Arc<AtomicUsize>,
 }
 
@@ -223,12 +237,24 @@ impl Hooks for Recorder {
         let target = String::from_utf8_lossy(exchange.request.target()).into_owned();
         let _ = self.tx.send(Seenx { target, reports });
     }
+
+    fn request_done(&mut self, s: &Served<'_>) {
+        let _ = self.served.send(ServedSeen {
+            id: s.id,
+            target: s.request.map(|r| String::from_utf8_lossy(r.target()).into_owned()),
+            status: s.status,
+            body_bytes: s.body_bytes,
+            complete: s.complete,
+            shadowed: s.shadowed,
+        });
+    }
 }
 
 /// A proxy running on its own thread.
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub exchanges: Receiver<Seenx>,
+    pub served: Receiver<ServedSeen>,
     pub selections: Arc<AtomicUsize>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
@@ -282,11 +308,13 @@ impl ProxySpec {
         let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backends);
         (self.tweak)(&mut cfg);
         let (tx, exchanges) = channel();
+        let (served_tx, served) = channel();
         let selections = Arc::new(AtomicUsize::new(0));
         let hooks = Recorder {
             select: self.select,
             munge: self.munge,
             tx,
+            served: served_tx,
             selections: selections.clone(),
         };
         let mut proxy = Proxy::new(cfg, hooks).expect("proxy starts");
@@ -297,6 +325,7 @@ impl ProxySpec {
         TestProxy {
             addr,
             exchanges,
+            served,
             selections,
             stop,
             thread: Some(thread),
@@ -310,6 +339,11 @@ impl TestProxy {
         self.exchanges
             .recv_timeout(QUICK)
             .expect("backends_finished was called")
+    }
+
+    /// The next request's end reported to `request_done`.
+    pub fn served(&self) -> ServedSeen {
+        self.served.recv_timeout(QUICK).expect("request_done was called")
     }
 
     pub fn stop(&mut self, mode: ShutdownMode) -> Duration {

@@ -16,7 +16,7 @@ use mio::Registry;
 use mio::net::TcpStream;
 
 use super::config::{Config, KeepAlive};
-use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::hooks::{Exchange, Hooks, Outcome, Request, Selection, Served};
 use super::parked::{Kept, Parked};
 use super::pending::{Backlog, Pending};
 use super::plan;
@@ -33,7 +33,9 @@ use crate::runtime::buffer::{Buffer, BufferPool, SMALL_BUFFER};
 use crate::runtime::net::{Io, Readiness};
 use crate::runtime::pipe::PipePool;
 use crate::runtime::tokens::Tokens;
+use account::Account;
 
+mod account;
 mod backend;
 mod client;
 mod deadline;
@@ -170,6 +172,8 @@ pub(crate) struct Session {
     served: bool,
     /// After 101 or a 2xx to CONNECT: the client and master sockets.
     tunnel: Option<Box<Tunnel>>,
+    /// What the client saw of the request under way.
+    account: Account,
     /// The last pump stopped at its pass limit with work left.
     pub(crate) yielded: bool,
     /// In the proxy's list of sessions to pump again.
@@ -215,6 +219,7 @@ impl Session {
             head_since: now,
             served: false,
             tunnel: None,
+            account: Account::new(now),
             yielded: false,
             queued: false,
         }
@@ -404,7 +409,8 @@ impl Session {
     }
 
     /// The client is gone: what only it needed stops, shadows go on.
-    fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn client_gone<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        self.account_done(cx, false);
         self.close_client(cx.registry);
         if let Some(m) = self.answer.master() {
             self.ups[m].end(Outcome::Skipped, cx.registry, cx.now);
@@ -418,13 +424,14 @@ impl Session {
         }
     }
 
-    fn abort_backends<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn abort_backends<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
         for b in self.selection.iter() {
             self.ups[b].end(Outcome::Skipped, cx.registry, cx.now);
         }
     }
 
-    fn abort_all<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn abort_all<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        self.account_done(cx, false);
         self.abort_backends(cx);
         self.close_client(cx.registry);
     }
