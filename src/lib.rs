@@ -22,6 +22,8 @@
 //!   v
 //! compare/           the comparator: a Hooks comparing each shadow with the
 //!   |                master (status, headers, body; JSON by path), diff log
+//! access             the access log: a line per request (Combined or JSON)
+//!   |                with the shadows' verdicts, buffered, flushed by deadline
 //! route/ (mio)       the TCP router: Relay (listener, slab of connections),
 //!   |                conn (peek, connect with failover, replay, splice),
 //!   |                settings, and the sans-IO decision layer: Router
@@ -38,7 +40,8 @@
 //!   |                tunnel: an upgrade, on runtime's two-way splice
 //!   |                pending: exchanges whose client moved on (shadows late)
 //!   |                pool: idle backend connections shared by sessions
-//!   |                hooks: select / munge / backends_finished
+//!   |                hooks: select / munge / backends_finished /
+//!   |                request_done (the client's side, for access logs)
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
 //!   |                (with /healthz, and /readyz from the proxy's master checks)
 //!   v
@@ -116,6 +119,10 @@
 //!    is done. The backlog is bounded: past it, shadow requests are dropped
 //!    and counted ([`proxy::Outcome::Dropped`]), never queued in front of
 //!    the client.
+//!    Separately, when the client's response is over (sent whole, cut, or
+//!    answered by the proxy), [`proxy::Hooks::request_done`] gets a
+//!    [`proxy::Served`]: status, body bytes, duration; the comparator
+//!    joins it with the verdicts into one [`access`] log line.
 //! 7. A client waiting for its next request with nothing buffered is
 //!    parked: the slab keeps its socket, clocks and the master connection
 //!    kept for it (about a hundred bytes; the emptied session goes to a
@@ -178,6 +185,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod app;
 pub mod compare;
 pub mod fuzzing;

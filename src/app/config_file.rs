@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::access::AccessFormat;
 use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
 use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
@@ -55,6 +56,10 @@ pub struct FileConfig {
     pub diff_log: Option<PathBuf>,
     /// `diff_log_bodies`.
     pub diff_log_bodies: Option<bool>,
+    /// `access_log`.
+    pub access_log: Option<PathBuf>,
+    /// `access_log_format`.
+    pub access_log_format: Option<AccessFormat>,
     /// `metrics`.
     pub metrics: Option<SocketAddr>,
     /// `[[route]]` entries, in order.
@@ -81,6 +86,8 @@ struct Raw {
     capture_cap: Option<Spanned<toml::Value>>,
     diff_log: Option<String>,
     diff_log_bodies: Option<bool>,
+    access_log: Option<String>,
+    access_log_format: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     master: Option<Spanned<RawBackend>>,
     #[serde(default)]
@@ -181,6 +188,16 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
                 at(s.span())
             )),
         }
+    };
+    let access_log_format = match &raw.access_log_format {
+        Some(s) => Some(AccessFormat::parse(s.get_ref()).ok_or_else(|| {
+            format!(
+                "{}: access_log_format = {:?}: expected \"combined\" or \"json\"",
+                at(s.span()),
+                s.get_ref()
+            )
+        })?),
+        None => None,
     };
     let keep_alive = raw
         .keep_alive
@@ -358,6 +375,8 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         pool_idle_timeout: duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
         diff_log: raw.diff_log.map(PathBuf::from),
         diff_log_bodies: raw.diff_log_bodies,
+        access_log: raw.access_log.map(PathBuf::from),
+        access_log_format,
         metrics: address(&raw.metrics, "metrics")?,
         routes,
         rules,
@@ -379,6 +398,8 @@ shadow_body_window = "1MiB"         # a shadow further behind the request body i
 capture_cap = "1MiB"                # response bytes kept for comparison and the log
 diff_log = "/var/log/kage/diff.jsonl"
 diff_log_bodies = false             # true: record bodies for kage replay
+access_log = "/var/log/kage/access.log"
+access_log_format = "combined"      # or "json"
 metrics = "127.0.0.1:9100"
 
 [master]

@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::access::AccessFormat;
 use crate::app::config_file;
 use crate::app::policy::Route;
 use crate::compare;
@@ -221,6 +222,10 @@ pub struct ProxyArgs {
     pub diff_log: Option<PathBuf>,
     /// Record request and master response bodies in the diff log.
     pub diff_log_bodies: bool,
+    /// Where the access log goes (`-`: stdout).
+    pub access_log: Option<PathBuf>,
+    /// How its lines look.
+    pub access_log_format: AccessFormat,
     /// The control backend's name, when there is one.
     pub control: Option<String>,
     /// Where `GET /metrics` is served.

@@ -12,6 +12,7 @@ use super::args::{
     value,
 };
 use super::{Command, LogFormat, ProxyArgs, ShadowMethods, Topic, suggest};
+use crate::access::AccessFormat;
 use crate::app::config_file::{self, FileConfig};
 use crate::app::policy::Route;
 use crate::compare;
@@ -48,6 +49,8 @@ pub(super) struct ProxyFlags {
     metrics: Option<SocketAddr>,
     diff_log: Option<PathBuf>,
     diff_log_bodies: Option<bool>,
+    access_log: Option<PathBuf>,
+    access_log_format: Option<AccessFormat>,
     rules: compare::Rules,
     log_format: Option<LogFormat>,
 }
@@ -137,6 +140,14 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 rule_flag(&mut f.rules, &flag, value(&mut p, &flag)?)?;
             }
             Long("diff-log-bodies") => f.diff_log_bodies = Some(true),
+            Long("access-log") => f.access_log = Some(PathBuf::from(value(&mut p, "--access-log")?)),
+            Long("access-log-format") => {
+                let v = value(&mut p, "--access-log-format")?;
+                f.access_log_format = Some(
+                    AccessFormat::parse(&v)
+                        .ok_or_else(|| format!("--access-log-format {v}: expected combined or json"))?,
+                );
+            }
             Long("log-format") => f.log_format = Some(log_format_arg(&mut p)?),
             Long("control") => {
                 if f.control.is_some() {
@@ -263,6 +274,8 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         rules,
         diff_log: f.diff_log.or(fc.diff_log),
         diff_log_bodies: f.diff_log_bodies.or(fc.diff_log_bodies).unwrap_or(false),
+        access_log: f.access_log.or(fc.access_log),
+        access_log_format: f.access_log_format.or(fc.access_log_format).unwrap_or_default(),
         control: control_name,
         metrics: f.metrics.or(fc.metrics),
         log_format: f.log_format.unwrap_or_default(),

@@ -1,0 +1,431 @@
+//! The access log: one line per request, in the Combined format or as JSON
+//! lines, buffered and written within [`ACCESS_FLUSH_INTERVAL`].
+//!
+//! A shadowed request's line carries the shadows' verdicts, so it is
+//! written once both halves are known: the client's side
+//! ([`AccessLog::served`], from [`crate::proxy::Hooks::request_done`]) and
+//! the comparison ([`AccessLog::verdicts`], from
+//! [`crate::proxy::Hooks::backends_finished`]), in either order. Lines are
+//! in the order they complete.
+//!
+//! Combined, with the time the response ended, the duration in seconds and
+//! one `NAME=VERDICT` per shadow appended:
+//!
+//! ```text
+//! 127.0.0.1 - - [01/Dec/2026:14:25:56 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl/8.5.0" 0.000412 new=match
+//! ```
+//!
+//! A request whose client left before any response head is logged with
+//! status 499 (nginx's "client closed request"); JSON says `"status":null`
+//! and `"complete":false` there.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::proxy::Served;
+
+/// Lines wait at most this long in the buffer before they are written.
+pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The buffer is written at once when it holds this many bytes.
+pub const ACCESS_BUFFER: usize = 64 * 1024;
+
+/// Most shadowed lines (or verdicts) waiting for their other half; past
+/// it the oldest line is written with `shadows=unknown`.
+pub const MAX_AWAITING: usize = 16 * 1024;
+
+/// How the lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccessFormat {
+    /// The Combined Log Format, with duration and verdicts appended.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl AccessFormat {
+    /// `combined` or `json`.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "combined" => Some(AccessFormat::Combined),
+            "json" => Some(AccessFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// One half of a shadowed line, waiting for the other.
+enum Awaiting {
+    /// The line without its verdicts and end.
+    Line(Vec<u8>),
+    /// The verdicts, formatted.
+    Verdicts(Vec<u8>),
+}
+
+/// Where the access log goes, and what waits to be written.
+pub struct AccessLog {
+    path: Option<PathBuf>,
+    file: Option<File>,
+    format: AccessFormat,
+    buf: Vec<u8>,
+    /// When the oldest unwritten line was buffered.
+    since: Option<Instant>,
+    awaiting: BTreeMap<u64, Awaiting>,
+    reopen: Arc<AtomicBool>,
+    failing: bool,
+    /// Combined's `[01/Dec/2026:14:25:56 +0000]` for one second.
+    stamp: (u64, String),
+    /// When it was opened: a deadline already past.
+    opened: Instant,
+}
+
+impl AccessLog {
+    /// Appends to `path` (created if missing); `-` is stdout.
+    pub fn open(path: &Path, format: AccessFormat) -> io::Result<Self> {
+        let (path, file) = if path == Path::new("-") {
+            (None, None)
+        } else {
+            (Some(path.to_path_buf()), Some(append(path)?))
+        };
+        Ok(AccessLog {
+            path,
+            file,
+            format,
+            buf: Vec::with_capacity(ACCESS_BUFFER + 4096),
+            since: None,
+            awaiting: BTreeMap::new(),
+            reopen: Arc::new(AtomicBool::new(false)),
+            failing: false,
+            stamp: (u64::MAX, String::new()),
+            opened: Instant::now(),
+        })
+    }
+
+    /// Set it (from a SIGHUP handler, say) to have the file reopened at
+    /// the next write: log rotation. What was buffered goes to the old file.
+    pub fn reopen_flag(&self) -> Arc<AtomicBool> {
+        self.reopen.clone()
+    }
+
+    /// The client's side of one request.
+    pub fn served(&mut self, s: &Served<'_>) {
+        let mut line = Vec::with_capacity(256);
+        self.format_line(s, &mut line);
+        if !s.shadowed {
+            self.finish(&line, &[]);
+            return;
+        }
+        match self.awaiting.remove(&s.id) {
+            Some(Awaiting::Verdicts(v)) => self.finish(&line, &v),
+            _ => {
+                self.awaiting.insert(s.id, Awaiting::Line(line));
+                self.bound();
+            }
+        }
+    }
+
+    /// The verdicts of exchange `id`, as `(shadow, verdict)` pairs.
+    pub fn verdicts<'a>(&mut self, id: u64, verdicts: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut v = Vec::new();
+        for (i, (name, verdict)) in verdicts.into_iter().enumerate() {
+            match self.format {
+                AccessFormat::Combined => {
+                    v.push(b' ');
+                    combined_escaped(&mut v, name.as_bytes());
+                    v.push(b'=');
+                    v.extend_from_slice(verdict.as_bytes());
+                }
+                AccessFormat::Json => {
+                    v.extend_from_slice(if i == 0 { b",\"shadows\":{" } else { b"," });
+                    json_string(&mut v, name.as_bytes());
+                    v.push(b':');
+                    json_string(&mut v, verdict.as_bytes());
+                }
+            }
+        }
+        if self.format == AccessFormat::Json && !v.is_empty() {
+            v.push(b'}');
+        }
+        match self.awaiting.remove(&id) {
+            Some(Awaiting::Line(line)) => self.finish(&line, &v),
+            _ => {
+                self.awaiting.insert(id, Awaiting::Verdicts(v));
+                self.bound();
+            }
+        }
+    }
+
+    /// When buffered lines are due to be written.
+    /// A reopen asked for is due at once, so a quiet log lets go of a
+    /// rotated file too.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.reopen.load(Ordering::Relaxed) {
+            return Some(self.opened);
+        }
+        self.since.map(|t| t + ACCESS_FLUSH_INTERVAL)
+    }
+
+    /// Writes what is due at `now` (and reopens the file if asked).
+    pub fn on_deadline(&mut self, now: Instant) {
+        if self.reopen.load(Ordering::Relaxed) || self.since.is_some_and(|t| t + ACCESS_FLUSH_INTERVAL <= now) {
+            self.flush();
+        }
+    }
+
+    /// Writes every buffered line.
+    pub fn flush(&mut self) {
+        self.since = None;
+        if !self.buf.is_empty() {
+            let result = match self.file.as_mut() {
+                Some(f) => f.write_all(&self.buf),
+                None => io::stdout()
+                    .lock()
+                    .write_all(&self.buf)
+                    .and_then(|()| io::stdout().flush()),
+            };
+            self.buf.clear();
+            match result {
+                Ok(()) => self.failing = false,
+                Err(e) if !self.failing => {
+                    self.failing = true;
+                    log::warn!("cannot write the access log {}: {e}; lines are lost", self.name());
+                }
+                Err(_) => {}
+            }
+        }
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            if let Some(path) = &self.path {
+                match append(path) {
+                    Ok(f) => self.file = Some(f),
+                    Err(e) => log::warn!(
+                        "cannot reopen the access log {}: {e}; keeping the old file",
+                        path.display()
+                    ),
+                }
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        self.path.as_ref().map_or("stdout".into(), |p| p.display().to_string())
+    }
+
+    /// Appends a whole line: `line`, `verdicts`, its end.
+    fn finish(&mut self, line: &[u8], verdicts: &[u8]) {
+        self.buf.extend_from_slice(line);
+        self.buf.extend_from_slice(verdicts);
+        if self.format == AccessFormat::Json {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= ACCESS_BUFFER || self.reopen.load(Ordering::Relaxed) {
+            self.flush();
+        } else if self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+    }
+
+    /// Keeps the halves waiting within [`MAX_AWAITING`]: the oldest line
+    /// is written without its verdicts.
+    fn bound(&mut self) {
+        while self.awaiting.len() > MAX_AWAITING {
+            if let Some((_, Awaiting::Line(line))) = self.awaiting.pop_first() {
+                self.finish(&line, self.unknown());
+            }
+        }
+    }
+
+    fn unknown(&self) -> &'static [u8] {
+        match self.format {
+            AccessFormat::Combined => b" shadows=unknown",
+            AccessFormat::Json => b",\"shadows\":null",
+        }
+    }
+
+    /// The line for `s`, without its verdicts and end.
+    fn format_line(&mut self, s: &Served<'_>, out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let micros = s.duration.as_micros();
+        let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+        let req = s.request;
+        let header = |name| req.and_then(|r| r.header(name));
+        let mut num = itoa::Buffer::new();
+        match self.format {
+            AccessFormat::Combined => {
+                let _ = write!(out, "{} - - ", s.peer.ip());
+                out.extend_from_slice(self.combined_time(now).as_bytes());
+                out.extend_from_slice(b" \"");
+                match req {
+                    Some(r) => {
+                        combined_escaped(out, r.method_bytes());
+                        out.push(b' ');
+                        combined_escaped(out, r.target());
+                        out.push(b' ');
+                        out.extend_from_slice(r.version().as_bytes());
+                    }
+                    None => out.push(b'-'),
+                }
+                out.extend_from_slice(b"\" ");
+                out.extend_from_slice(num.format(s.status.unwrap_or(499)).as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(num.format(s.body_bytes).as_bytes());
+                for name in ["referer", "user-agent"] {
+                    out.extend_from_slice(b" \"");
+                    match header(name) {
+                        Some(v) => combined_escaped(out, v),
+                        None => out.push(b'-'),
+                    }
+                    out.push(b'"');
+                }
+                let _ = write!(out, " {secs}.{frac:06}");
+            }
+            AccessFormat::Json => {
+                let ts = humantime::format_rfc3339_millis(now);
+                let _ = write!(out, "{{\"ts\":\"{ts}\",\"client\":\"{}\"", s.peer);
+                if let Some(r) = req {
+                    out.extend_from_slice(b",\"id\":");
+                    out.extend_from_slice(num.format(s.id).as_bytes());
+                    out.extend_from_slice(b",\"method\":");
+                    json_string(out, r.method_bytes());
+                    out.extend_from_slice(b",\"target\":");
+                    json_string(out, r.target());
+                    out.extend_from_slice(b",\"version\":");
+                    json_string(out, r.version().as_bytes());
+                }
+                out.extend_from_slice(b",\"status\":");
+                match s.status {
+                    Some(st) => out.extend_from_slice(num.format(st).as_bytes()),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"bytes\":");
+                out.extend_from_slice(num.format(s.body_bytes).as_bytes());
+                out.extend_from_slice(b",\"duration_us\":");
+                out.extend_from_slice(num.format(micros).as_bytes());
+                out.extend_from_slice(if s.complete {
+                    b",\"complete\":true"
+                } else {
+                    b",\"complete\":false"
+                });
+                for (key, name) in [("referer", "referer"), ("user_agent", "user-agent")] {
+                    if let Some(v) = header(name) {
+                        out.extend_from_slice(b",\"");
+                        out.extend_from_slice(key.as_bytes());
+                        out.extend_from_slice(b"\":");
+                        json_string(out, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `[01/Dec/2026:14:25:56 +0000]` for `now`, made once a second.
+    fn combined_time(&mut self, now: SystemTime) -> &str {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.stamp.0 != secs {
+            self.stamp = (secs, combined_stamp(now));
+        }
+        &self.stamp.1
+    }
+}
+
+impl Drop for AccessLog {
+    /// Everything still waiting is written: lines without their verdicts
+    /// say so.
+    fn drop(&mut self) {
+        while let Some((_, half)) = self.awaiting.pop_first() {
+            if let Awaiting::Line(line) = half {
+                self.finish(&line, self.unknown());
+            }
+        }
+        self.flush();
+    }
+}
+
+/// `[01/Dec/2026:14:25:56 +0000]`, from the RFC 3339 form
+/// `2026-12-01T14:25:56Z`.
+fn combined_stamp(now: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let r = humantime::format_rfc3339_seconds(now).to_string();
+    let part = |a: usize, b: usize| r.get(a..b).unwrap_or("??");
+    let month = part(5, 7)
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .copied()
+        .unwrap_or("???");
+    format!("[{}/{month}/{}:{} +0000]", part(8, 10), part(0, 4), part(11, 19))
+}
+
+/// Bytes as nginx writes them in a log: `"`, `\`, controls and non-ASCII
+/// as `\xHH`.
+fn combined_escaped(out: &mut Vec<u8>, v: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in v {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// A JSON string of `v` (invalid UTF-8 replaced).
+fn json_string(out: &mut Vec<u8>, v: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for c in String::from_utf8_lossy(v).chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let b = c as u8;
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_stamp_reads_like_apache() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_133_956); // 2026-12-01T14:05:56Z
+        assert_eq!(combined_stamp(t), "[01/Dec/2026:14:05:56 +0000]");
+    }
+
+    #[test]
+    fn escaping() {
+        let mut out = Vec::new();
+        combined_escaped(&mut out, b"a\"b\\c\x01\xff d");
+        assert_eq!(out, b"a\\x22b\\x5Cc\\x01\\xFF d");
+        out.clear();
+        json_string(&mut out, b"a\"\\\n\xffz");
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"\\\\\\u000a\u{fffd}z\"");
+    }
+}
