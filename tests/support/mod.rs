@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHead, ResponseHead};
 use kage::proxy::{Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, default_selection};
+use kage::runtime::resolve::Lookup;
 use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
@@ -70,7 +71,12 @@ pub struct TestBackend {
 
 impl TestBackend {
     pub fn start(script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), script)
+    }
+
+    /// The same, listening on `bind`.
+    pub fn start_at(bind: SocketAddr, script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let script: Arc<Script> = Arc::new(script);
@@ -241,6 +247,9 @@ pub struct ProxySpec {
     pub tweak: Box<dyn FnOnce(&mut Config)>,
     pub select: SelectFn,
     pub munge: MungeFn,
+    /// The proxy's resolver for backends with a `dns_name` (the system's
+    /// when `None`).
+    pub lookup: Option<Lookup>,
 }
 
 impl ProxySpec {
@@ -251,6 +260,7 @@ impl ProxySpec {
             tweak: Box::new(|_| {}),
             select: Box::new(default_selection),
             munge: Box::new(|_, _| {}),
+            lookup: None,
         }
     }
 
@@ -274,6 +284,12 @@ impl ProxySpec {
         self
     }
 
+    /// Looks backend host names up with `lookup`.
+    pub fn lookup(mut self, lookup: Lookup) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
     pub fn start(self) -> TestProxy {
         let mut backends = vec![Backend::new("master", self.master, Role::Master)];
         for (i, s) in self.shadows.iter().enumerate() {
@@ -289,7 +305,11 @@ impl ProxySpec {
             tx,
             selections: selections.clone(),
         };
-        let mut proxy = Proxy::new(cfg, hooks).expect("proxy starts");
+        let mut proxy = match self.lookup {
+            Some(lookup) => Proxy::with_lookup(cfg, hooks, lookup),
+            None => Proxy::new(cfg, hooks),
+        }
+        .expect("proxy starts");
         let addr = proxy.local_addr();
         let mut server = Server::new().unwrap();
         let stop = server.stop_handle();
