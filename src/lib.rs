@@ -51,7 +51,8 @@
 //!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
 //!   |                pause, cap), fds (descriptor limit), flow/pipe (the
 //!   |                two-way splice, splice(2)), server (a Poll running
-//!   |                Services)
+//!   |                Services), resolve (backend host names looked up
+//!   |                again on a thread of their own)
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! values             value parsers the config readers share: durations,
 //!                    sizes, addresses, file:line positions
@@ -176,6 +177,24 @@
 //! ([`proxy::Proxy::handle_event`] returns false for other tokens) and tells
 //! the host its next deadline. `examples/embed.rs` shows a host with its own
 //! protocol; [`runtime::server::Server`] is a ready-made host.
+//!
+//! ## Backends by name
+//!
+//! A backend given by host name ([`proxy::Backend::dns_name`]) is looked
+//! up again every [`proxy::Config::resolve_interval`], and sooner (at most
+//! every [`runtime::resolve::RESOLVE_RETRY_GAP`]) after a connect to it
+//! failed. `getaddrinfo` blocks, so the lookups run on one thread per
+//! proxy ([`runtime::resolve`]; none when every backend is an IP literal),
+//! fed through a channel; the loop needs no waker: the resolver's due time
+//! is part of the proxy's next deadline, and its answers are taken in by
+//! `on_timeout` (every [`runtime::resolve::RESOLVE_POLL`] while a lookup is
+//! under way). A new address is written into the config; exchanges in
+//! flight finish on their connections, and idle connections to the old
+//! address are not reused: the pools and the parked clients' kept ones
+//! close when the change lands, a session's own when it next starts an
+//! exchange (each upstream knows where its connection goes). The thread
+//! stops when the proxy drops. The router ([`route`]) keeps the addresses
+//! resolved at start: its decisions carry them.
 //!
 //! ## Fuzzing
 //!

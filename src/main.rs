@@ -249,12 +249,16 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
 }
 
 /// The backends and the keep-alive rule, for the start line:
-/// `master prod 127.0.0.1:9000, shadow new 127.0.0.1:9001 (keep-alive master-only)`.
+/// `master prod 127.0.0.1:9000, shadow new new.internal:9001 (10.0.0.7:9001)
+/// (keep-alive master-only)`.
 fn describe(config: &Config) -> String {
     let names: Vec<String> = config
         .backends
         .iter()
-        .map(|b| format!("{} {} {}", b.role.as_str(), b.name, b.addr))
+        .map(|b| match &b.dns_name {
+            Some(host) => format!("{} {} {host} ({})", b.role.as_str(), b.name, b.addr),
+            None => format!("{} {} {}", b.role.as_str(), b.name, b.addr),
+        })
         .collect();
     format!("{} (keep-alive {})", names.join(", "), config.keep_alive.as_str())
 }

@@ -14,6 +14,7 @@ use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHe
 use kage::proxy::{
     Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, Served, default_selection,
 };
+use kage::runtime::resolve::Lookup;
 use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
@@ -72,7 +73,12 @@ pub struct TestBackend {
 
 impl TestBackend {
     pub fn start(script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), script)
+    }
+
+    /// The same, listening on `bind`.
+    pub fn start_at(bind: SocketAddr, script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let script: Arc<Script> = Arc::new(script);
@@ -267,6 +273,9 @@ pub struct ProxySpec {
     pub tweak: Box<dyn FnOnce(&mut Config)>,
     pub select: SelectFn,
     pub munge: MungeFn,
+    /// The proxy's resolver for backends with a `dns_name` (the system's
+    /// when `None`).
+    pub lookup: Option<Lookup>,
 }
 
 impl ProxySpec {
@@ -277,6 +286,7 @@ impl ProxySpec {
             tweak: Box::new(|_| {}),
             select: Box::new(default_selection),
             munge: Box::new(|_, _| {}),
+            lookup: None,
         }
     }
 
@@ -300,6 +310,12 @@ impl ProxySpec {
         self
     }
 
+    /// Looks backend host names up with `lookup`.
+    pub fn lookup(mut self, lookup: Lookup) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
     pub fn start(self) -> TestProxy {
         let mut backends = vec![Backend::new("master", self.master, Role::Master)];
         for (i, s) in self.shadows.iter().enumerate() {
@@ -317,7 +333,11 @@ impl ProxySpec {
             served: served_tx,
             selections: selections.clone(),
         };
-        let mut proxy = Proxy::new(cfg, hooks).expect("proxy starts");
+        let mut proxy = match self.lookup {
+            Some(lookup) => Proxy::with_lookup(cfg, hooks, lookup),
+            None => Proxy::new(cfg, hooks),
+        }
+        .expect("proxy starts");
         let addr = proxy.local_addr();
         let mut server = Server::new().unwrap();
         let stop = server.stop_handle();

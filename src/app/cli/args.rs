@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
-use crate::values::{parse_duration, parse_size, resolve, resolve_backend};
+use crate::proxy::{Backend, Role};
+use crate::values::{backend_dns_name, parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -68,14 +69,18 @@ pub(super) fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duratio
     parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
-pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<(String, SocketAddr), String> {
-    let (name, addr) = match v.split_once('=') {
+/// `[NAME=]ADDRESS` as a backend with `role` (named `default_name`
+/// without a NAME).
+pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str, role: Role) -> Result<Backend, String> {
+    let (name, given) = match v.split_once('=') {
         Some((n, a)) if !n.is_empty() => (n.to_string(), a),
         Some(_) => return Err(format!("{flag} {v}: the name before '=' is empty")),
         None => (default_name.to_string(), v),
     };
-    let addr = resolve_backend(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
-    Ok((name, addr))
+    let addr = resolve_backend(given).map_err(|e| format!("{flag} {v}: {e}"))?;
+    let mut backend = Backend::new(name, addr, role);
+    backend.dns_name = backend_dns_name(given);
+    Ok(backend)
 }
 
 pub(super) fn parse_methods(v: &str) -> Result<ShadowMethods, String> {

@@ -21,15 +21,16 @@ use crate::proxy::{
     MAX_CONNECTIONS_LIMIT, Role,
 };
 use crate::runtime::fds;
+use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
 use crate::values::resolve;
 
 /// What the proxy's flags said, each `None` (or empty) when not given.
 #[derive(Debug, Default)]
 pub(super) struct ProxyFlags {
     listen: Option<SocketAddr>,
-    master: Option<(String, SocketAddr)>,
-    shadows: Vec<(String, SocketAddr)>,
-    control: Option<(String, SocketAddr)>,
+    master: Option<Backend>,
+    shadows: Vec<Backend>,
+    control: Option<Backend>,
     file: Option<PathBuf>,
     backend_timeout: Option<Duration>,
     shadow_timeout: Option<Duration>,
@@ -41,6 +42,7 @@ pub(super) struct ProxyFlags {
     max_connections: Option<usize>,
     pool_idle: Option<usize>,
     pool_idle_timeout: Option<Duration>,
+    resolve_interval: Option<Duration>,
     keep_alive: Option<KeepAlive>,
     max_inflight: Option<usize>,
     shadow_body_window: Option<usize>,
@@ -85,12 +87,21 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 if f.master.is_some() {
                     return Err("--master is given twice; there is exactly one master".into());
                 }
-                f.master = Some(backend_arg(&value(&mut p, "--master")?, "--master", "master")?);
+                f.master = Some(backend_arg(
+                    &value(&mut p, "--master")?,
+                    "--master",
+                    "master",
+                    Role::Master,
+                )?);
             }
             Short('s') | Long("shadow") => {
                 let default = format!("shadow{}", f.shadows.len() + 1);
-                f.shadows
-                    .push(backend_arg(&value(&mut p, "--shadow")?, "--shadow", &default)?);
+                f.shadows.push(backend_arg(
+                    &value(&mut p, "--shadow")?,
+                    "--shadow",
+                    &default,
+                    Role::Shadow,
+                )?);
             }
             Long("backend-timeout") => f.backend_timeout = Some(duration_arg(&mut p, "--backend-timeout")?),
             Long("shadow-timeout") => f.shadow_timeout = Some(duration_arg(&mut p, "--shadow-timeout")?),
@@ -123,6 +134,7 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
             Long("shadow-body-window") => f.shadow_body_window = Some(size_arg(&mut p, "--shadow-body-window")?),
             Long("capture-cap") => f.capture_cap = Some(size_arg(&mut p, "--capture-cap")?),
             Long("pool-idle-timeout") => f.pool_idle_timeout = Some(duration_arg(&mut p, "--pool-idle-timeout")?),
+            Long("resolve-interval") => f.resolve_interval = Some(resolve_interval_arg(&mut p)?),
             Long("keep-alive") => {
                 let v = value(&mut p, "--keep-alive")?;
                 f.keep_alive = Some(
@@ -153,7 +165,12 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 if f.control.is_some() {
                     return Err("--control is given twice; there is at most one control".into());
                 }
-                f.control = Some(backend_arg(&value(&mut p, "--control")?, "--control", "control")?);
+                f.control = Some(backend_arg(
+                    &value(&mut p, "--control")?,
+                    "--control",
+                    "control",
+                    Role::Shadow,
+                )?);
             }
             Long("shadow-max-inflight") => {
                 let v = value(&mut p, "--shadow-max-inflight")?;
@@ -189,7 +206,7 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         .or(fc.listen)
         .ok_or_else(|| in_file("--listen ADDR is required"))?;
     let mut master = match f.master {
-        Some((name, addr)) => Backend::new(name, addr, Role::Master),
+        Some(master) => master,
         None => fc.master.ok_or_else(|| in_file("--master HOST:PORT is required"))?,
     };
     if let Some(t) = f.backend_timeout {
@@ -198,14 +215,12 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
     let mut backends = vec![master];
     let flag_shadows = !f.shadows.is_empty() || f.control.is_some();
     let control_name = if flag_shadows {
-        f.control.as_ref().map(|(name, _)| name.clone())
+        f.control.as_ref().map(|b| b.name.clone())
     } else {
         fc.control
     };
     if flag_shadows {
-        for (name, addr) in f.shadows.into_iter().chain(f.control) {
-            backends.push(Backend::new(name, addr, Role::Shadow));
-        }
+        backends.extend(f.shadows.into_iter().chain(f.control));
     } else {
         backends.extend(fc.shadows);
     }
@@ -224,6 +239,7 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         config.client_idle_timeout,
     );
     config.pool_idle_timeout = or(f.pool_idle_timeout, fc.pool_idle_timeout, config.pool_idle_timeout);
+    config.resolve_interval = or(f.resolve_interval, fc.resolve_interval, config.resolve_interval);
     config.max_connections = f
         .max_connections
         .or(fc.max_connections)
@@ -280,6 +296,17 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         metrics: f.metrics.or(fc.metrics),
         log_format: f.log_format.unwrap_or_default(),
     })
+}
+
+/// `--resolve-interval DUR`: at least [`MIN_RESOLVE_INTERVAL`].
+fn resolve_interval_arg(p: &mut lexopt::Parser) -> Result<Duration, String> {
+    let d = duration_arg(p, "--resolve-interval")?;
+    if d < MIN_RESOLVE_INTERVAL {
+        return Err(format!(
+            "--resolve-interval {d:?}: expected at least {MIN_RESOLVE_INTERVAL:?}"
+        ));
+    }
+    Ok(d)
 }
 
 /// The default proxy connection cap for `limit` descriptors and `backends`

@@ -70,6 +70,7 @@ impl Session {
                 record: multi,
             };
             let up = &mut self.ups[b];
+            up.drop_if_moved(backend.addr, cx.registry);
             up.begin(send, cx.registry, cx.now, |out| {
                 write_request(&self.req, &self.req_bytes, &rw, out)
             });

@@ -227,7 +227,7 @@ impl Session {
 
     /// Takes a parked connection back: its client, readiness and clocks,
     /// and the backend connection it kept.
-    pub(crate) fn revive(&mut self, parked: Parked) {
+    pub(crate) fn revive(&mut self, parked: Parked, cfg: &Config) {
         self.client = Some(parked.client);
         self.peer = parked.peer;
         self.ready = parked.ready;
@@ -235,8 +235,10 @@ impl Session {
         self.last_client_io = parked.since;
         self.served = parked.served;
         if let Some(kept) = parked.kept {
-            if let Some(up) = self.ups.get_mut(kept.backend) {
-                up.adopt(kept.sock, kept.ready);
+            // A kept connection goes to its backend's address in use: the
+            // proxy drops kept ones when an address changes.
+            if let (Some(up), Some(b)) = (self.ups.get_mut(kept.backend), cfg.backends.get(kept.backend)) {
+                up.adopt(kept.sock, kept.ready, b.addr);
             }
         }
     }
@@ -264,6 +266,7 @@ impl Session {
     pub(crate) fn park(
         &mut self,
         master: usize,
+        master_addr: SocketAddr,
         registry: &Registry,
         pool: &mut BufferPool,
         pools: &mut Pools,
@@ -273,6 +276,7 @@ impl Session {
         let mut kept = None;
         for (b, up) in self.ups.iter_mut().enumerate() {
             if b == master {
+                up.drop_if_moved(master_addr, registry);
                 kept = up.keep().map(|(sock, ready)| Kept {
                     backend: b,
                     sock,

@@ -23,6 +23,7 @@ impl Upstream {
                 .is_ok()
             {
                 self.sock = Some(sock);
+                self.addr = Some(addr);
                 self.ready.reset();
                 self.reused = true;
                 self.reusable = false;
@@ -38,6 +39,7 @@ impl Upstream {
             .map_err(|e| Failure::of(&e))?;
         let _ = sock.set_nodelay(true);
         self.sock = Some(sock);
+        self.addr = Some(addr);
         self.state = State::Connecting;
         self.ready.reset();
         self.reused = false;
