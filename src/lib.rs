@@ -193,8 +193,11 @@
 //! address are not reused: the pools and the parked clients' kept ones
 //! close when the change lands, a session's own when it next starts an
 //! exchange (each upstream knows where its connection goes). The thread
-//! stops when the proxy drops. The router ([`route`]) keeps the addresses
-//! resolved at start: its decisions carry them.
+//! stops when the proxy drops. The router's [`route::Relay`] does the same
+//! for what [`route::Router::names`] lists (the rules' `to` host names), on
+//! the interval only, and tells the router with
+//! [`route::Router::readdress`]: later decisions carry the new address,
+//! connections already routed stay where they are.
 //!
 //! ## Fuzzing
 //!

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
 use crate::proxy::{Backend, Role};
+use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
 use crate::values::{backend_dns_name, parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
@@ -99,4 +100,15 @@ pub(super) fn parse_methods(v: &str) -> Result<ShadowMethods, String> {
         return Err(format!("{bad:?} is not a method token"));
     }
     Ok(ShadowMethods::List(list))
+}
+
+/// `--resolve-interval DUR`: at least [`MIN_RESOLVE_INTERVAL`].
+pub(super) fn resolve_interval_arg(p: &mut lexopt::Parser) -> Result<Duration, String> {
+    let d = duration_arg(p, "--resolve-interval")?;
+    if d < MIN_RESOLVE_INTERVAL {
+        return Err(format!(
+            "--resolve-interval {d:?}: expected at least {MIN_RESOLVE_INTERVAL:?}"
+        ));
+    }
+    Ok(d)
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{
-    backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, rule_flag, size_arg,
-    value,
+    backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, resolve_interval_arg,
+    rule_flag, size_arg, value,
 };
 use super::{Command, LogFormat, ProxyArgs, ShadowMethods, Topic, suggest};
 use crate::access::AccessFormat;
@@ -21,7 +21,6 @@ use crate::proxy::{
     MAX_CONNECTIONS_LIMIT, Role,
 };
 use crate::runtime::fds;
-use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
 use crate::values::resolve;
 
 /// What the proxy's flags said, each `None` (or empty) when not given.
@@ -296,17 +295,6 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         metrics: f.metrics.or(fc.metrics),
         log_format: f.log_format.unwrap_or_default(),
     })
-}
-
-/// `--resolve-interval DUR`: at least [`MIN_RESOLVE_INTERVAL`].
-fn resolve_interval_arg(p: &mut lexopt::Parser) -> Result<Duration, String> {
-    let d = duration_arg(p, "--resolve-interval")?;
-    if d < MIN_RESOLVE_INTERVAL {
-        return Err(format!(
-            "--resolve-interval {d:?}: expected at least {MIN_RESOLVE_INTERVAL:?}"
-        ));
-    }
-    Ok(d)
 }
 
 /// The default proxy connection cap for `limit` descriptors and `backends`
