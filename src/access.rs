@@ -20,15 +20,15 @@
 //! and `"complete":false` there.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::proxy::Served;
+use crate::runtime::logfile::LogFile;
 
 /// Lines wait at most this long in the buffer before they are written.
 pub const ACCESS_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -71,15 +71,12 @@ enum Awaiting {
 
 /// Where the access log goes, and what waits to be written.
 pub struct AccessLog {
-    path: Option<PathBuf>,
-    file: Option<File>,
+    out: LogFile,
     format: AccessFormat,
     buf: Vec<u8>,
     /// When the oldest unwritten line was buffered.
     since: Option<Instant>,
     awaiting: BTreeMap<u64, Awaiting>,
-    reopen: Arc<AtomicBool>,
-    failing: bool,
     /// Combined's `[01/Dec/2026:14:25:56 +0000]` for one second.
     stamp: (u64, String),
     /// JSON's `2026-12-01T14:25:56` for one second.
@@ -91,20 +88,12 @@ pub struct AccessLog {
 impl AccessLog {
     /// Appends to `path` (created if missing); `-` is stdout.
     pub fn open(path: &Path, format: AccessFormat) -> io::Result<Self> {
-        let (path, file) = if path == Path::new("-") {
-            (None, None)
-        } else {
-            (Some(path.to_path_buf()), Some(append(path)?))
-        };
         Ok(AccessLog {
-            path,
-            file,
+            out: LogFile::open(path, "access log")?,
             format,
             buf: Vec::with_capacity(ACCESS_BUFFER + 4096),
             since: None,
             awaiting: BTreeMap::new(),
-            reopen: Arc::new(AtomicBool::new(false)),
-            failing: false,
             stamp: (u64::MAX, String::new()),
             rfc3339: (u64::MAX, String::new()),
             opened: Instant::now(),
@@ -112,9 +101,9 @@ impl AccessLog {
     }
 
     /// Set it (from a SIGHUP handler, say) to have the file reopened at
-    /// the next write: log rotation. What was buffered goes to the old file.
+    /// once (within the next deadline): log rotation.
     pub fn reopen_flag(&self) -> Arc<AtomicBool> {
-        self.reopen.clone()
+        self.out.reopen_flag()
     }
 
     /// The client's side of one request.
@@ -173,7 +162,7 @@ impl AccessLog {
     /// A reopen asked for is due at once, so a quiet log lets go of a
     /// rotated file too.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.reopen.load(Ordering::Relaxed) {
+        if self.out.reopen_asked() {
             return Some(self.opened);
         }
         self.since.map(|t| t + ACCESS_FLUSH_INTERVAL)
@@ -181,47 +170,16 @@ impl AccessLog {
 
     /// Writes what is due at `now` (and reopens the file if asked).
     pub fn on_deadline(&mut self, now: Instant) {
-        if self.reopen.load(Ordering::Relaxed) || self.since.is_some_and(|t| t + ACCESS_FLUSH_INTERVAL <= now) {
+        if self.out.reopen_asked() || self.since.is_some_and(|t| t + ACCESS_FLUSH_INTERVAL <= now) {
             self.flush();
         }
     }
 
-    /// Writes every buffered line.
+    /// Writes every buffered line (to a reopened file, if that was asked).
     pub fn flush(&mut self) {
         self.since = None;
-        if !self.buf.is_empty() {
-            let result = match self.file.as_mut() {
-                Some(f) => f.write_all(&self.buf),
-                None => io::stdout()
-                    .lock()
-                    .write_all(&self.buf)
-                    .and_then(|()| io::stdout().flush()),
-            };
-            self.buf.clear();
-            match result {
-                Ok(()) => self.failing = false,
-                Err(e) if !self.failing => {
-                    self.failing = true;
-                    log::warn!("cannot write the access log {}: {e}; lines are lost", self.name());
-                }
-                Err(_) => {}
-            }
-        }
-        if self.reopen.swap(false, Ordering::Relaxed) {
-            if let Some(path) = &self.path {
-                match append(path) {
-                    Ok(f) => self.file = Some(f),
-                    Err(e) => log::warn!(
-                        "cannot reopen the access log {}: {e}; keeping the old file",
-                        path.display()
-                    ),
-                }
-            }
-        }
-    }
-
-    fn name(&self) -> String {
-        self.path.as_ref().map_or("stdout".into(), |p| p.display().to_string())
+        self.out.write(&self.buf);
+        self.buf.clear();
     }
 
     /// Appends a whole line: `line`, `verdicts`, its end.
@@ -232,7 +190,7 @@ impl AccessLog {
             self.buf.push(b'}');
         }
         self.buf.push(b'\n');
-        if self.buf.len() >= ACCESS_BUFFER || self.reopen.load(Ordering::Relaxed) {
+        if self.buf.len() >= ACCESS_BUFFER || self.out.reopen_asked() {
             self.flush();
         } else if self.since.is_none() {
             self.since = Some(Instant::now());
@@ -481,10 +439,6 @@ fn json_string(out: &mut Vec<u8>, v: &[u8]) {
     }
     out.extend_from_slice(&v[run..]);
     out.push(b'"');
-}
-
-fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 #[cfg(test)]

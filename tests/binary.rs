@@ -71,18 +71,10 @@ fn the_diff_log_is_reopened_on_sighup() {
     let _ = std::fs::remove_file(&log);
     let kage = shadowed(&master, &shadow, &["--diff-log", log.to_str().unwrap()]);
     let lines = |path: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
-        let t = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= n {
-                return text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).expect("a JSON line"))
-                    .collect();
-            }
-            assert!(t.elapsed() < QUICK, "{} has: {text}", path.display());
-            thread::sleep(Duration::from_millis(20));
-        }
+        lines_within(path, n, QUICK)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
     };
     assert_eq!(roundtrip(kage.addr, GET).status, 200);
     assert_eq!(lines(&log, 1)[0]["backends"][1]["outcome"], "mismatch");

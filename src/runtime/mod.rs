@@ -2,7 +2,7 @@
 //! and readiness, the token layout, the deadline sweep, the listener, the
 //! descriptor limit, the two-way splice (flow, pipe: splice(2) for bulk
 //! streams), backend host names looked up again on a thread of their own
-//! ([`resolve`]), and the [`server::Server`] that runs services on one
+//! ([`resolve`]), append-only log files ([`logfile`]), and the [`server::Server`] that runs services on one
 //! `mio::Poll`. Imports nothing above it but [`crate::http`]'s limits.
 
 pub mod buffer;
@@ -10,6 +10,7 @@ pub mod fds;
 pub(crate) mod flow;
 pub(crate) mod hot;
 pub(crate) mod listen;
+pub mod logfile;
 pub mod net;
 pub mod pipe;
 pub mod resolve;
