@@ -44,10 +44,16 @@
 //!   |                request_done (the client's side, for access logs)
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
 //!   |                (with /healthz, and /readyz from the proxy's master checks)
+//! tls                rustls configurations (the *ring* provider): the
+//!   |                listener's certificates (chosen by SNI, reloaded in
+//!   |                place), the backends' connectors (roots, CA files,
+//!   |                names, one shared resumption cache). No socket I/O.
 //!   v
 //! runtime/           what proxy and router share: buffer (pooled by size
 //!   |                class, small first, grown by need),
 //!   |                net (io results as one enum; readiness does the I/O),
+//!   |                transport (a Stream: plain TCP, or TCP with a
+//!   |                rustls connection driven through that readiness),
 //!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
 //!   |                pause, cap), fds (descriptor limit), flow/pipe (the
 //!   |                two-way splice, splice(2)), server (a Poll running
@@ -170,6 +176,29 @@
 //! all connections, and an idle one holds none. Every limit is a named constant ([`http::limits`],
 //! [`proxy`] constants).
 //!
+//! ## TLS
+//!
+//! TLS is one more layer under the same session code: a client socket, a
+//! backend connection, a pooled or kept one and a tunnel's end all hold a
+//! [`runtime::transport::Stream`], plain or TLS, and move bytes through
+//! its `read` and `write2`, which go through the same readiness (records
+//! are read and written by rustls through adaptors calling
+//! [`runtime::net::Readiness`]). Three rules keep edge-triggered readiness
+//! right: rustls may hold decrypted bytes after the socket is drained, so a
+//! read leaving some sets `readable` again; handshake records, tickets and
+//! alerts go out whenever the socket is writable (a session flushes its
+//! client before anything else, an upstream before its request), and a
+//! response is sent only once rustls holds nothing for the wire; a write of
+//! plaintext counts once rustls took it, up to
+//! [`runtime::transport::TLS_BUFFER_LIMIT`] held, past which it is
+//! backpressure like a full socket. splice(2) is used only between plain
+//! sockets. A client's handshake counts within the deadline of its first
+//! head. A backend's failed handshake is [`proxy::Outcome::Tls`]: a 502 for
+//! the master, a failed shadow otherwise. [`tls`] builds the rustls
+//! configurations: the listener's certificates by SNI, swapped in place by
+//! [`proxy::Proxy::reload_tls`] (SIGHUP in the binary), and one connector
+//! per HTTPS backend.
+//!
 //! ## Embedding
 //!
 //! A [`proxy::Proxy`] registers on the host's `mio::Registry` within a token
@@ -216,4 +245,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod runtime;
+pub mod tls;
 pub mod values;

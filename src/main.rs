@@ -11,7 +11,7 @@ use kage::app::cli::{self, Command, LogFormat, ProxyArgs, ReplayArgs, RouteArgs}
 use kage::app::policy::Policy;
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
 use kage::metrics::{Endpoint, Source};
-use kage::proxy::{Config, Outcome, Proxy, Stats};
+use kage::proxy::{Config, Outcome, Proxy, Stats, TlsReload};
 use kage::route::Relay;
 use kage::runtime::server::{Server, Service, ShutdownMode, StopHandle};
 use log::{info, warn};
@@ -198,6 +198,7 @@ fn signal_service(server: &Server, reopen: Vec<Arc<AtomicBool>>) -> io::Result<S
         token: None,
         stop: server.stop_handle(),
         reopen,
+        tls: None,
     })
 }
 
@@ -228,11 +229,20 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
         hooks = hooks.with_bodies();
     }
     let mut server = Server::new()?;
-    let mut proxy = Proxy::new(args.config, hooks)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")))?;
-    info!("listening on {}: {}", proxy.local_addr(), describe(proxy.config()));
+    let mut proxy = Proxy::new(args.config, hooks).map_err(|e| match e.kind() {
+        // A configuration error (a certificate file): it says what it is.
+        io::ErrorKind::InvalidInput => e,
+        _ => io::Error::new(e.kind(), format!("cannot listen on {listen} (--listen): {e}")),
+    })?;
+    let https = if proxy.config().tls.is_empty() { "" } else { " (HTTPS)" };
+    info!(
+        "listening on {}{https}: {}",
+        proxy.local_addr(),
+        describe(proxy.config())
+    );
     log_limits(fds, proxy.config().max_connections);
     let mut signals = signal_service(&server, reopen)?;
+    signals.tls = proxy.tls_reloader();
     match args.metrics {
         Some(addr) => {
             let sources: Vec<Arc<dyn Source>> = vec![proxy.stats(), proxy.hooks().stats()];
@@ -255,9 +265,12 @@ fn describe(config: &Config) -> String {
     let names: Vec<String> = config
         .backends
         .iter()
-        .map(|b| match &b.dns_name {
-            Some(host) => format!("{} {} {host} ({})", b.role.as_str(), b.name, b.addr),
-            None => format!("{} {} {}", b.role.as_str(), b.name, b.addr),
+        .map(|b| {
+            let scheme = if b.tls.is_some() { "https://" } else { "" };
+            match &b.dns_name {
+                Some(host) => format!("{} {} {scheme}{host} ({})", b.role.as_str(), b.name, b.addr),
+                None => format!("{} {} {scheme}{}", b.role.as_str(), b.name, b.addr),
+            }
         })
         .collect();
     format!("{} (keep-alive {})", names.join(", "), config.keep_alive.as_str())
@@ -316,13 +329,15 @@ fn log_summary(stats: &CompareStats, summary: &Summary) {
     }
 }
 
-/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the logs.
+/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the logs and
+/// reload the listener's certificates.
 struct SignalService {
     signals: Signals,
     token: Option<Token>,
     stop: StopHandle,
     /// Set on HUP: each log reopens its file at its next write.
     reopen: Vec<Arc<AtomicBool>>,
+    tls: Option<TlsReload>,
 }
 
 impl Service for SignalService {
@@ -343,13 +358,16 @@ impl Service for SignalService {
         }
         for signal in self.signals.pending() {
             if signal == SIGHUP {
-                if self.reopen.is_empty() {
-                    info!("signal {signal}: no log file to reopen");
-                } else {
+                if !self.reopen.is_empty() {
                     info!("signal {signal}: the log files are reopened at their next write");
+                } else if self.tls.is_none() {
+                    info!("signal {signal}: no log file to reopen, no certificate to reload");
                 }
                 for flag in &self.reopen {
                     flag.store(true, Ordering::Relaxed);
+                }
+                if let Some(tls) = &self.tls {
+                    kage::proxy::reload(tls);
                 }
                 continue;
             }

@@ -27,24 +27,41 @@ pub fn resolve(v: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("the host name {host:?} resolves to no address"))
 }
 
-/// A backend address: `HOST:PORT`, or `http://HOST:PORT` with an optional
-/// trailing `/` (as people copy it from a browser). `https://` is refused:
-/// kage speaks plain HTTP/1 to its backends.
+/// A backend address: `HOST:PORT`, or `http://HOST:PORT` or
+/// `https://HOST:PORT` with an optional trailing `/` (as people copy it
+/// from a browser). Whether it is HTTPS is [`backend_tls_host`]'s answer.
 pub fn resolve_backend(v: &str) -> Result<SocketAddr, String> {
-    let lower = v.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Err("https:// backends need TLS, which kage does not support yet; use host:port for plain HTTP".into());
+    resolve(backend_authority(v)?.0)
+}
+
+/// For an `https://` backend address, its host (the name TLS sends and
+/// verifies, without brackets for an IPv6 address); `None` for plain HTTP.
+pub fn backend_tls_host(v: &str) -> Option<String> {
+    let (authority, https) = backend_authority(v).ok()?;
+    if !https {
+        return None;
     }
-    let bare = if lower.starts_with("http://") {
-        &v["http://".len()..]
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Some(host.to_string())
+}
+
+/// `HOST:PORT` without the scheme and trailing `/`, and whether the
+/// scheme was `https`.
+fn backend_authority(v: &str) -> Result<(&str, bool), String> {
+    let lower = v.to_ascii_lowercase();
+    let (bare, https) = if lower.starts_with("https://") {
+        (&v["https://".len()..], true)
+    } else if lower.starts_with("http://") {
+        (&v["http://".len()..], false)
     } else {
-        v
+        (v, false)
     };
     let bare = bare.strip_suffix('/').unwrap_or(bare);
     if bare.contains('/') {
-        return Err("expected [http://]HOST:PORT; a backend address has no path".into());
+        return Err("expected [http:// or https://]HOST:PORT; a backend address has no path".into());
     }
-    resolve(bare)
+    Ok((bare, https))
 }
 
 /// The `HOST:PORT` of a backend address as [`resolve_backend`] takes it
@@ -208,13 +225,23 @@ mod tests {
     }
 
     #[test]
-    fn backend_addresses_take_http_and_refuse_https() {
+    fn backend_addresses_take_http_and_https() {
         let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        for v in ["127.0.0.1:9000", "http://127.0.0.1:9000", "HTTP://127.0.0.1:9000/"] {
+        for v in [
+            "127.0.0.1:9000",
+            "http://127.0.0.1:9000",
+            "HTTP://127.0.0.1:9000/",
+            "https://127.0.0.1:9000",
+        ] {
             assert_eq!(resolve_backend(v), Ok(addr), "{v}");
         }
-        let https = resolve_backend("https://127.0.0.1:9000").unwrap_err();
-        assert!(https.contains("https:// backends need TLS"), "{https}");
+        assert_eq!(backend_tls_host("127.0.0.1:9000"), None);
+        assert_eq!(backend_tls_host("http://localhost:9000"), None);
+        assert_eq!(
+            backend_tls_host("HTTPS://localhost:9000/").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(backend_tls_host("https://[::1]:9000").as_deref(), Some("::1"));
         assert!(
             resolve_backend("http://127.0.0.1:9000/api")
                 .unwrap_err()

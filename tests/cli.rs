@@ -143,18 +143,30 @@ fn a_mistyped_flag_gets_a_suggestion() {
 }
 
 #[test]
-fn http_backends_are_accepted_and_https_refused() {
+fn http_backends_are_accepted_and_paths_refused() {
     let master = TestBackend::ok("through http://");
     let url = format!("http://{}/", master.addr);
     let kage_proc = Kage::start(&["--master", &url]);
     let response = roundtrip(kage_proc.addr, GET);
     assert_eq!(response.body_str(), "through http://");
-    let (code, _, err) = kage(&["--listen", "127.0.0.1:0", "--master", "https://127.0.0.1:1"]);
+    let (code, _, err) = kage(&["--listen", "127.0.0.1:0", "--master", "https://127.0.0.1:1/api"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("--master https://127.0.0.1:1: https:// backends need TLS, which kage does not support yet"),
+        err.contains(
+            "--master https://127.0.0.1:1/api: expected [http:// or https://]HOST:PORT; a backend address has no path"
+        ),
         "{err}"
     );
+    let (code, _, err) = kage(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--master",
+        "127.0.0.1:1",
+        "--tls-cert",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--tls-cert FILE needs --tls-key FILE"), "{err}");
     let (code, _, err) = kage(&["--listen", "127.0.0.1:0", "--master", "nohost.invalid:80"]);
     assert_eq!(code, 2);
     assert!(

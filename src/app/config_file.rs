@@ -15,10 +15,13 @@ use toml::Spanned;
 use crate::access::AccessFormat;
 use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
-use crate::proxy::{Backend, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
+use crate::proxy::{Backend, BackendTls, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
 use crate::route::Matcher;
 use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
-use crate::values::{backend_dns_name, line_of, parse_duration, parse_size, resolve, resolve_backend, toml_error};
+use crate::tls::{CertFiles, ServerTls, read_certs};
+use crate::values::{
+    backend_dns_name, backend_tls_host, line_of, parse_duration, parse_size, resolve, resolve_backend, toml_error,
+};
 
 /// What a `kage.toml` says; `None` where it says nothing.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +72,34 @@ pub struct FileConfig {
     pub routes: Vec<Route>,
     /// `[compare]`.
     pub rules: Rules,
+    /// `[[tls]]` entries (`cert`, `key`), in order.
+    pub tls: Vec<CertFiles>,
+    /// `backend_ca`.
+    pub backend_ca: Vec<PathBuf>,
+}
+
+/// One file name or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Files {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Files {
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Files::One(f) => vec![PathBuf::from(f)],
+            Files::Many(fs) => fs.iter().map(PathBuf::from).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +130,9 @@ struct Raw {
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
     compare: Option<RawCompare>,
+    #[serde(default)]
+    tls: Vec<Spanned<RawTls>>,
+    backend_ca: Option<Spanned<Files>>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +152,9 @@ struct RawBackend {
     max_rps: Option<Spanned<f64>>,
     #[serde(default)]
     control: bool,
+    sni: Option<String>,
+    ca: Option<Spanned<Files>>,
+    insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +273,27 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
             })?;
         let mut b = Backend::new(name.clone(), addr, role);
         b.dns_name = r.address.as_ref().and_then(|s| backend_dns_name(s.get_ref()));
+        let https = r.address.as_ref().and_then(|a| backend_tls_host(a.get_ref()));
+        match https {
+            Some(host) => {
+                let mut tls = BackendTls::new(r.sni.clone().unwrap_or(host));
+                if let Some(ca) = &r.ca {
+                    tls.ca = ca.get_ref().paths();
+                    for path in &tls.ca {
+                        read_certs(path).map_err(|e| format!("{}: {table} {name:?}: ca: {e}", at(ca.span())))?;
+                    }
+                }
+                tls.insecure_skip_verify = r.insecure_skip_verify.as_ref().is_some_and(|v| *v.get_ref());
+                b.tls = Some(tls);
+            }
+            None if r.sni.is_some() || r.ca.is_some() || r.insecure_skip_verify.is_some() => {
+                return Err(format!(
+                    "{}: {table} {name:?}: sni, ca and insecure_skip_verify are for an https:// address",
+                    at(raw.span())
+                ));
+            }
+            None => {}
+        }
         b.timeout = duration(&r.timeout, "timeout")?.unwrap_or(DEFAULT_BACKEND_TIMEOUT);
         b.set_headers = r.set_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         b.remove_headers = r.remove_headers.clone();
@@ -362,7 +420,25 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
             rules.paths.push((pattern, PathRule::Tolerance(t)));
         }
     }
+    let mut tls = Vec::new();
+    for t in &raw.tls {
+        let pair = CertFiles {
+            cert: PathBuf::from(&t.get_ref().cert),
+            key: PathBuf::from(&t.get_ref().key),
+        };
+        ServerTls::load(std::slice::from_ref(&pair)).map_err(|e| format!("{}: [[tls]]: {e}", at(t.span())))?;
+        tls.push(pair);
+    }
+    let mut backend_ca = Vec::new();
+    if let Some(ca) = &raw.backend_ca {
+        for path in ca.get_ref().paths() {
+            read_certs(&path).map_err(|e| format!("{}: backend_ca: {e}", at(ca.span())))?;
+            backend_ca.push(path);
+        }
+    }
     Ok(FileConfig {
+        tls,
+        backend_ca,
         listen: address(&raw.listen, "listen")?,
         master,
         shadows,
@@ -420,11 +496,21 @@ diff_log_bodies = false             # true: record bodies for kage replay
 access_log = "/var/log/kage/access.log"
 access_log_format = "combined"      # or "json"
 metrics = "127.0.0.1:9100"
+# backend_ca = "/etc/kage/internal-ca.pem" # trusted for every https:// backend
+
+# HTTPS: one [[tls]] per certificate, chosen by the client's SNI among the
+# certificates' names (the first is the default); SIGHUP reloads the files.
+# [[tls]]
+# cert = "/etc/kage/example.com.pem"  # the chain, server certificate first
+# key = "/etc/kage/example.com.key"
 
 [master]
 name = "prod"
-address = "127.0.0.1:9000"
+address = "127.0.0.1:9000"          # or "https://prod.internal:443"
 timeout = "10s"
+# sni = "prod.example.com"          # https://: the name sent and verified
+# ca = "/etc/kage/prod-ca.pem"      # https://: more CA files for it
+# insecure_skip_verify = false      # https://: true takes any certificate
 
 [[shadow]]
 name = "new"
@@ -505,8 +591,16 @@ mod tests {
                 "kage.toml:2: max_connections: expected a whole number, got a string",
             ),
             (
-                "[master]\naddress = \"https://127.0.0.1:1\"",
-                "kage.toml:2: [master] \"master\": address = \"https://127.0.0.1:1\": https:// backends need TLS",
+                "[master]\naddress = \"http://127.0.0.1:1\"\nsni = \"a\"",
+                "kage.toml:1: [master] \"master\": sni, ca and insecure_skip_verify are for an https:// address",
+            ),
+            (
+                "[master]\naddress = \"https://127.0.0.1:1\"\nca = \"/nonexistent.pem\"",
+                "kage.toml:3: [master] \"master\": ca: cannot read /nonexistent.pem",
+            ),
+            (
+                "[[tls]]\ncert = \"/nonexistent.pem\"\nkey = \"/k.pem\"",
+                "kage.toml:1: [[tls]]: cannot read /nonexistent.pem",
             ),
             ("bogus = 1", "kage.toml:1: unknown field `bogus`"),
             (

@@ -140,6 +140,7 @@ impl Verdict {
         "too_slow",
         "skipped",
         "dropped",
+        "tls",
     ];
 
     /// Position in [`Verdict::NAMES`].

@@ -1,10 +1,12 @@
 //! What the proxy is told: where to listen, the backends, limits, timeouts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Method;
 use crate::runtime::resolve::{DEFAULT_RESOLVE_INTERVAL, MIN_RESOLVE_INTERVAL};
+use crate::tls::CertFiles;
 
 /// Default for [`Config::client_timeout`] (nginx's `client_header_timeout`
 /// is 60 s; a head takes a browser milliseconds).
@@ -121,6 +123,33 @@ pub struct Backend {
     /// For a shadow: most requests sent per second, on average over one
     /// second (a token bucket); past it shadow requests are dropped.
     pub max_rps: Option<f64>,
+    /// HTTPS (`https://HOST:PORT`): how its certificate is checked. `None`
+    /// speaks plain HTTP.
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// The name sent as SNI and verified in the backend's certificate
+    /// (the host of its address, unless set otherwise).
+    pub server_name: String,
+    /// CA certificate files (PEM) trusted for this backend, besides the
+    /// system's roots and [`Config::backend_ca`].
+    pub ca: Vec<PathBuf>,
+    /// Takes any certificate (its handshake signature is still checked).
+    pub insecure_skip_verify: bool,
+}
+
+impl BackendTls {
+    /// Verified against the roots as `server_name`.
+    pub fn new(server_name: impl Into<String>) -> Self {
+        BackendTls {
+            server_name: server_name.into(),
+            ca: Vec::new(),
+            insecure_skip_verify: false,
+        }
+    }
 }
 
 impl Backend {
@@ -139,6 +168,7 @@ impl Backend {
             marker: Some(DEFAULT_SHADOW_MARKER.to_string()),
             max_inflight: None,
             max_rps: None,
+            tls: None,
         }
     }
 }
@@ -196,6 +226,12 @@ pub struct Config {
     /// looked up again (at least
     /// [`MIN_RESOLVE_INTERVAL`](crate::runtime::resolve::MIN_RESOLVE_INTERVAL)).
     pub resolve_interval: Duration,
+    /// The listener's certificates (HTTPS; empty: plain HTTP). The first is
+    /// offered when the client's SNI matches none.
+    pub tls: Vec<CertFiles>,
+    /// CA certificate files (PEM) every HTTPS backend is verified against,
+    /// besides the system's roots.
+    pub backend_ca: Vec<PathBuf>,
 }
 
 impl Config {
@@ -216,6 +252,8 @@ impl Config {
             forward_client_ip: false,
             shadow_max_inflight: DEFAULT_SHADOW_MAX_INFLIGHT,
             resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            tls: Vec::new(),
+            backend_ca: Vec::new(),
         }
     }
 

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use super::hooks::Request;
 use crate::http::HeadRewrite;
 
-/// Adds the client's address of `request` to both fields in `rw`.
-pub(crate) fn add(request: &Request<'_>, rw: &mut HeadRewrite) {
+/// Adds the client's address of `request` to both fields in `rw`; `https`:
+/// the client came over TLS (`proto=https`).
+pub(crate) fn add(request: &Request<'_>, rw: &mut HeadRewrite, https: bool) {
     let ip = request.peer().ip();
     let xff = joined(request, "x-forwarded-for", &ip.to_string());
     let node = match ip {
@@ -15,7 +16,8 @@ pub(crate) fn add(request: &Request<'_>, rw: &mut HeadRewrite) {
         // RFC 7239 §6: an IPv6 node is bracketed and quoted.
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
-    let forwarded = joined(request, "forwarded", &format!("for={node};proto=http"));
+    let proto = if https { "https" } else { "http" };
+    let forwarded = joined(request, "forwarded", &format!("for={node};proto={proto}"));
     // The client's own values are valid field values already; ours are too.
     let _ = rw.set("X-Forwarded-For", xff);
     let _ = rw.set("Forwarded", forwarded);
@@ -51,7 +53,7 @@ mod tests {
         assert!(matches!(head.parse(raw), Ok(HeadStatus::Complete(_))));
         let request = Request::new(&head, raw, peer.parse().unwrap());
         let mut rw = HeadRewrite::new(Connection::KeepAlive);
-        add(&request, &mut rw);
+        add(&request, &mut rw, false);
         let mut out = Vec::new();
         write_request(&head, raw, &rw, &mut out);
         String::from_utf8(out).unwrap()

@@ -168,11 +168,15 @@ pub enum Outcome {
     /// as master-only and only counted
     /// ([`Proxy::dropped`](super::Proxy::dropped)).
     Dropped,
+    /// The TLS handshake with an HTTPS backend failed (an untrusted or
+    /// wrong certificate, no common version or cipher), or a TLS record
+    /// was refused; the reason is logged.
+    Tls,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Complete,
         Outcome::Refused,
         Outcome::Timeout,
@@ -182,6 +186,7 @@ impl Outcome {
         Outcome::TooSlow,
         Outcome::Skipped,
         Outcome::Dropped,
+        Outcome::Tls,
     ];
 
     /// Position in [`Outcome::ALL`].
@@ -201,6 +206,7 @@ impl Outcome {
             Outcome::TooSlow => "too_slow",
             Outcome::Skipped => "skipped",
             Outcome::Dropped => "dropped",
+            Outcome::Tls => "tls",
         }
     }
 }

@@ -40,11 +40,14 @@ use crate::runtime::resolve::{self, Change, Lookup, Names};
 pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
 pub use crate::runtime::sweep::SWEEP_INTERVAL;
 use crate::runtime::sweep::Sweep;
+use crate::runtime::transport::Stream;
+use crate::tls::{Connector, Roots, ServerTls};
 
+pub use crate::tls::{CertFiles, TlsReload};
 pub use config::{
-    Backend, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_IDLE_TIMEOUT, DEFAULT_CLIENT_TIMEOUT,
-    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_MARKER, DEFAULT_SHADOW_MAX_INFLIGHT,
-    DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
+    Backend, BackendTls, Config, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CAPTURE_CAP, DEFAULT_CLIENT_IDLE_TIMEOUT,
+    DEFAULT_CLIENT_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHADOW_MARKER,
+    DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
 pub use digest::{BodyDigest, DIGEST_BLOCK, MAX_DIGEST_BLOCKS, MAX_INFLATED};
 pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, Served, default_selection};
@@ -128,6 +131,10 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     probe_at: Instant,
     /// The backends' host names, looked up again on the resolver thread.
     names: Names,
+    /// The listener's TLS, when it speaks HTTPS.
+    tls: Option<ServerTls>,
+    /// Per backend, how to open TLS to it (HTTPS backends).
+    connectors: Vec<Option<Connector>>,
 }
 
 impl<H: Hooks> Proxy<H> {
@@ -143,6 +150,12 @@ impl<H: Hooks> Proxy<H> {
     pub fn with_lookup(cfg: Config, hooks: H, lookup: Lookup) -> io::Result<Self> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let tls = match cfg.tls.is_empty() {
+            true => None,
+            false => Some(ServerTls::load(&cfg.tls).map_err(invalid)?),
+        };
+        let connectors = connectors(&cfg).map_err(invalid)?;
         let acceptor = Acceptor::bind(cfg.listen)?;
         let addrs = cfg.backends.iter().map(|b| b.addr).collect();
         let pools = Pools::new(addrs, cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
@@ -163,12 +176,16 @@ impl<H: Hooks> Proxy<H> {
         let resolver = Names::new(named, cfg.resolve_interval, lookup, now)?;
         let names = cfg.backends.iter().map(|b| b.name.clone()).collect();
         let stats = Arc::new(Stats::new(names, cfg.master(), now));
+        let mut backlog = Backlog::new(stats.clone(), &cfg, now);
+        backlog.set_connectors(connectors.clone());
         Ok(Proxy {
+            tls,
+            connectors,
             kept: vec![0; cfg.backends.len()],
             pools,
             pipes: PipePool::new(),
             hot: Hot::default(),
-            backlog: Backlog::new(stats.clone(), &cfg, now),
+            backlog,
             stats,
             cfg,
             hooks,
@@ -190,6 +207,20 @@ impl<H: Hooks> Proxy<H> {
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.acceptor.local_addr()
+    }
+
+    /// What reloads the listener's certificate files in place (for a
+    /// signal handler); `None` when it speaks plain HTTP.
+    pub fn tls_reloader(&self) -> Option<TlsReload> {
+        self.tls.as_ref().map(ServerTls::reloader)
+    }
+
+    /// Reloads the listener's certificate files: new handshakes get the
+    /// new certificates, open connections keep theirs; a pair that fails
+    /// to load keeps its old certificate and is logged. Returns how many
+    /// pairs were replaced.
+    pub fn reload_tls(&self) -> usize {
+        self.tls_reloader().map_or(0, |r| reload(&r))
     }
 
     /// The configuration.
@@ -556,8 +587,18 @@ impl<H: Hooks> Proxy<H> {
                 self.acceptor.at_cap(cap, now);
                 return;
             }
-            let Some((mut sock, peer)) = self.acceptor.accept(now) else {
+            let Some((sock, peer)) = self.acceptor.accept(now) else {
                 return;
+            };
+            let mut sock = match &self.tls {
+                None => Stream::Plain(sock),
+                Some(tls) => match tls.accept(sock) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("{peer}: cannot start TLS: {e}");
+                        continue;
+                    }
+                },
             };
             let entry = self.sessions.vacant_entry();
             let slot = entry.key();
@@ -651,6 +692,7 @@ impl<H: Hooks> Proxy<H> {
             pools: &mut self.pools,
             pipes: &mut self.pipes,
             backlog: &mut self.backlog,
+            connectors: &self.connectors,
         };
         f(s, &mut cx);
         self.pump_fresh(registry, tokens, now);
@@ -724,6 +766,49 @@ impl<H: Hooks> Proxy<H> {
         }
         self.sweep.note(s.deadline(&self.cfg));
     }
+}
+
+/// Reloads the certificate files `r` names, logging what happened; how
+/// many pairs were replaced.
+pub fn reload(r: &TlsReload) -> usize {
+    let (replaced, errors) = r.reload();
+    for e in &errors {
+        warn!("TLS reload: {e}");
+    }
+    info!("TLS reload: {replaced} certificate(s) loaded, {} refused", errors.len());
+    replaced
+}
+
+/// A connector per HTTPS backend (`None` for plain ones), the system's
+/// roots read once if any needs them; warns about what is not verified.
+fn connectors(cfg: &Config) -> Result<Vec<Option<Connector>>, String> {
+    let mut roots = None;
+    let mut out = Vec::with_capacity(cfg.backends.len());
+    for b in &cfg.backends {
+        let Some(tls) = &b.tls else {
+            out.push(None);
+            continue;
+        };
+        if tls.insecure_skip_verify {
+            warn!(
+                "{} {}: insecure_skip_verify: its TLS certificate is not verified",
+                b.role.as_str(),
+                b.name
+            );
+        }
+        if roots.is_none() {
+            let (loaded, warnings) = Roots::load(&cfg.backend_ca)?;
+            for w in warnings {
+                warn!("{w}");
+            }
+            roots = Some(loaded);
+        }
+        let Some(roots) = roots.as_ref() else { continue };
+        let c = Connector::new(&tls.server_name, roots, &tls.ca, tls.insecure_skip_verify)
+            .map_err(|e| format!("{} {}: {e}", b.role.as_str(), b.name))?;
+        out.push(Some(c));
+    }
+    Ok(out)
 }
 
 /// Runs `f` on a parked connection and counts a kept backend connection

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 use mio::Registry;
-use mio::net::TcpStream;
 
 use super::config::Config;
 use super::pool::Pools;
 use crate::runtime::net::Readiness;
+use crate::runtime::transport::Stream;
 
 /// How long a parked connection keeps its master connection for its own
 /// next request; after that the master connection goes to the shared pool
@@ -39,14 +39,14 @@ pub const MIN_KEPT_PER_BACKEND: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Kept {
     pub(crate) backend: usize,
-    pub(crate) sock: TcpStream,
+    pub(crate) sock: Stream,
     pub(crate) ready: Readiness,
 }
 
 /// A client connection waiting with nothing buffered.
 #[derive(Debug)]
 pub(crate) struct Parked {
-    pub(crate) client: TcpStream,
+    pub(crate) client: Stream,
     pub(crate) peer: SocketAddr,
     pub(crate) ready: Readiness,
     /// Accepted, or the end of the last response.
@@ -59,7 +59,7 @@ pub(crate) struct Parked {
 
 impl Parked {
     /// A connection just accepted.
-    pub(crate) fn accepted(client: TcpStream, peer: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn accepted(client: Stream, peer: SocketAddr, now: Instant) -> Self {
         Parked {
             client,
             peer,
@@ -83,13 +83,14 @@ impl Parked {
     }
 
     /// An event for a kept backend connection: a backend has nothing to say
-    /// on an idle connection, so a readable one is closed or broken.
+    /// on an idle connection, so a readable one is closed or broken (but
+    /// for records without data on a TLS one: session tickets).
     pub(crate) fn on_backend_event(&mut self, backend: usize, ready: Readiness, registry: &Registry) {
         let Some(kept) = self.kept.as_mut().filter(|k| k.backend == backend) else {
             return;
         };
         kept.ready.merge(ready);
-        if !ready.readable {
+        if !ready.readable || (kept.sock.is_tls() && kept.sock.idle_alive(&mut kept.ready)) {
             return;
         }
         if let Some(mut kept) = self.kept.take() {

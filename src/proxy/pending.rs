@@ -38,6 +38,7 @@ use crate::runtime::buffer::BufferPool;
 use crate::runtime::net::Readiness;
 use crate::runtime::sweep::Sweep;
 use crate::runtime::tokens::Tokens;
+use crate::tls::Connector;
 
 /// One exchange waiting for its shadows.
 pub(crate) struct Pending {
@@ -59,6 +60,7 @@ impl Pending {
     }
 
     /// Makes every move the shadows' readiness allows.
+    #[allow(clippy::too_many_arguments)]
     fn pump(
         &mut self,
         cfg: &Config,
@@ -66,6 +68,7 @@ impl Pending {
         tokens: Tokens,
         slot: usize,
         pool: &mut BufferPool,
+        connectors: &[Option<Connector>],
         now: Instant,
     ) {
         let ctx = RequestContext::of(&self.req);
@@ -76,7 +79,8 @@ impl Pending {
                 let b = up.backend();
                 let (step, _) = up.drive(ctx, pool, now, &[], false, |_, _| {});
                 let token = tokens.pending(slot, b);
-                progress |= up.settle(step, registry, &cfg.backends[b], &request, token, now) != Settled::Idle;
+                let tls = connectors.get(b).and_then(Option::as_ref);
+                progress |= up.settle(step, registry, &cfg.backends[b], tls, &request, token, now) != Settled::Idle;
             }
             if !progress {
                 // A shadow waiting for more of its answer holds no empty buffer.
@@ -170,6 +174,9 @@ pub(crate) struct Backlog {
     max_inflight: Vec<usize>,
     /// Requests-per-second budgets, per backend.
     budgets: Vec<Option<Budget>>,
+    /// How to open TLS to each backend (a stale connection is retried on a
+    /// fresh one from here too).
+    connectors: Vec<Option<Connector>>,
 }
 
 /// A token bucket: `rate` requests a second, bursts of up to one second's.
@@ -217,7 +224,13 @@ impl Backlog {
                 .iter()
                 .map(|b| b.max_rps.map(|r| Budget::new(r, now)))
                 .collect(),
+            connectors: Vec::new(),
         }
+    }
+
+    /// The connectors of the HTTPS backends, by backend.
+    pub(crate) fn set_connectors(&mut self, connectors: Vec<Option<Connector>>) {
+        self.connectors = connectors;
     }
 
     /// Takes one of backend `b`'s in-flight places for `up`, and a token of
@@ -327,7 +340,7 @@ impl Backlog {
         now: Instant,
     ) {
         let Some(p) = self.slab.get_mut(slot) else { return };
-        p.pump(cfg, registry, tokens, slot, pool, now);
+        p.pump(cfg, registry, tokens, slot, pool, &self.connectors, now);
         self.settle(slot, cfg, hooks, registry, pool, pools, now);
     }
 

@@ -56,7 +56,7 @@ pub(crate) fn backend_rewrite(
         let _ = rw.set(name, value);
     }
     if cfg.forward_client_ip {
-        super::forwarded::add(request, &mut rw);
+        super::forwarded::add(request, &mut rw, !cfg.tls.is_empty());
     }
     if let Some(host) = &backend.host {
         let _ = rw.set("host", host);

@@ -15,11 +15,11 @@
 //! later (an exchange that was in flight) is closed instead of kept.
 
 use std::collections::VecDeque;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
+use crate::runtime::net::Readiness;
+use crate::runtime::transport::Stream;
 
 /// Default for [`super::Config::pool_idle_per_backend`].
 pub const DEFAULT_POOL_IDLE_PER_BACKEND: usize = 64;
@@ -27,7 +27,7 @@ pub const DEFAULT_POOL_IDLE_PER_BACKEND: usize = 64;
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Idle {
-    sock: TcpStream,
+    sock: Stream,
     since: Instant,
 }
 
@@ -57,7 +57,7 @@ impl Pools {
     /// Keeps an idle connection to backend `b` at `addr` (already
     /// deregistered); the oldest goes when the pool is full. One to an
     /// address the backend no longer has is closed.
-    pub(crate) fn give(&mut self, b: usize, sock: TcpStream, addr: SocketAddr, now: Instant) {
+    pub(crate) fn give(&mut self, b: usize, sock: Stream, addr: SocketAddr, now: Instant) {
         if self.closed || self.cap == 0 || self.addrs.get(b) != Some(&addr) {
             return;
         }
@@ -69,18 +69,17 @@ impl Pools {
     }
 
     /// The newest live idle connection to backend `b`.
-    pub(crate) fn take(&mut self, b: usize, now: Instant) -> Option<TcpStream> {
+    pub(crate) fn take(&mut self, b: usize, now: Instant) -> Option<Stream> {
         let q = self.idle.get_mut(b)?;
-        while let Some(idle) = q.pop_back() {
+        while let Some(mut idle) = q.pop_back() {
             if now.saturating_duration_since(idle.since) >= self.timeout {
                 // Everything older has expired too.
                 q.clear();
                 return None;
             }
-            match idle.sock.peek(&mut [0u8; 1]) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Some(idle.sock),
-                // Closed (0), bytes nobody asked for, or an error: drop it.
-                _ => continue,
+            // Closed, bytes nobody asked for, or an error: dropped.
+            if idle.sock.idle_alive(&mut Readiness::default()) {
+                return Some(idle.sock);
             }
         }
         None

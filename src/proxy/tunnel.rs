@@ -1,16 +1,17 @@
 //! An upgraded exchange (101 to an Upgrade, 2xx to CONNECT): the client and
 //! the master spliced both ways raw, with half-close, through the runtime's
-//! two-way splice (splice(2) pipes for bulk streams), as the router does.
+//! two-way splice (splice(2) pipes for bulk streams between plain sockets;
+//! a TLS client is copied through its buffers), as the router does.
 
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use crate::runtime::buffer::{Buffer, BufferPool};
 use crate::runtime::flow::{self, Flow, Side};
 use crate::runtime::net::Readiness;
 use crate::runtime::pipe::{self, PipePool};
+use crate::runtime::transport::Stream;
 
 /// Most passes a tunnel makes in one pump: a busy one then yields to the
 /// other connections and is pumped again on the proxy's next turn.
@@ -34,7 +35,7 @@ pub(crate) struct Tunnel {
 /// it is still owed (sent before anything read from the other end), and a
 /// buffer for what it sends.
 pub(crate) struct End {
-    pub(crate) sock: TcpStream,
+    pub(crate) sock: Stream,
     pub(crate) token: Token,
     pub(crate) ready: Readiness,
     /// The peer already closed its sending side.

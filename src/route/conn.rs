@@ -16,6 +16,7 @@ use crate::runtime::flow::{self, Flow, Side};
 use crate::runtime::net::{self, Io, Readiness};
 use crate::runtime::pipe::{self, PipePool};
 use crate::runtime::tokens::Tokens;
+use crate::runtime::transport::Stream;
 
 /// Bytes buffered in each direction while splicing (the client-to-server
 /// buffer also holds the peeked bytes: it is at least `max_peek` long).
@@ -95,7 +96,7 @@ impl Conn {
     pub(crate) fn new(client: TcpStream, peer: SocketAddr, settings: &Settings, now: Instant) -> Self {
         Conn {
             peer,
-            client: Side::new("client", Some(client)),
+            client: Side::new("client", Some(Stream::Plain(client))),
             server: Side::new("server", None),
             stage: Stage::Peek,
             up: Flow::sized(up_capacity(settings)),
@@ -336,7 +337,7 @@ impl Conn {
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
-                    self.server.sock = Some(sock);
+                    self.server.sock = Some(Stream::Plain(sock));
                     self.stage = Stage::Connecting;
                     self.since = cx.now;
                     return;
@@ -368,7 +369,7 @@ impl Conn {
         let Some(sock) = self.server.sock.as_ref() else {
             return false;
         };
-        match net::connect_result(sock) {
+        match net::connect_result(sock.tcp()) {
             None => {
                 // A spurious wake-up: the connect is still under way.
                 self.server.ready.reset();
@@ -435,7 +436,7 @@ impl Conn {
                 return true;
             };
             let rest = &self.reply[self.reply_pos..];
-            let io = self.client.ready.write(sock, rest);
+            let io = sock.write(&mut self.client.ready, rest);
             match io {
                 Io::Done(n) => {
                     self.reply_pos += n;

@@ -3,12 +3,10 @@
 //! what is held between them (bytes to send first, a fixed buffer, and for
 //! bulk streams a kernel pipe), and half-close passed on.
 
-use std::net::Shutdown;
-
 use mio::Registry;
-use mio::net::TcpStream;
 
 use super::pipe::{Pipe, PipePool, is_bulk_read};
+use super::transport::Stream;
 use crate::runtime::buffer::{Buffer, BufferPool};
 use crate::runtime::net::{Failure, Io, Readiness};
 
@@ -34,7 +32,7 @@ pub(crate) fn pass_both(
 pub(crate) struct Side {
     /// `client` or `server`, for logs.
     pub(crate) name: &'static str,
-    pub(crate) sock: Option<TcpStream>,
+    pub(crate) sock: Option<Stream>,
     pub(crate) ready: Readiness,
     /// A read returned 0: the peer sends nothing more.
     pub(crate) eof: bool,
@@ -43,7 +41,7 @@ pub(crate) struct Side {
 }
 
 impl Side {
-    pub(crate) fn new(name: &'static str, sock: Option<TcpStream>) -> Self {
+    pub(crate) fn new(name: &'static str, sock: Option<Stream>) -> Self {
         Side {
             name,
             sock,
@@ -62,15 +60,33 @@ impl Side {
 
     /// Reads into `buf`; `None` when there is no socket.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> Option<Io> {
-        Some(self.ready.read(self.sock.as_mut()?, buf))
+        Some(self.sock.as_mut()?.read(&mut self.ready, buf))
     }
 
     pub(crate) fn shutdown_write(&mut self) -> Result<(), Failure> {
         self.shut = true;
-        match self.sock.as_ref().map(|s| s.shutdown(Shutdown::Write)) {
-            Some(Err(e)) => Err(Failure::of(&e)),
-            _ => Ok(()),
+        match self.sock.as_mut() {
+            Some(sock) => sock.shutdown_write(&mut self.ready),
+            None => Ok(()),
         }
+    }
+
+    /// Plain TCP (or no socket): splice(2) may carry its bytes.
+    fn is_plain(&self) -> bool {
+        !self.sock.as_ref().is_some_and(Stream::is_tls)
+    }
+
+    /// Sends what a TLS stream holds for the wire; true when bytes moved.
+    fn flush(&mut self) -> Result<bool, Failure> {
+        match self.sock.as_mut() {
+            Some(sock) if self.ready.writable => sock.flush(&mut self.ready),
+            _ => Ok(false),
+        }
+    }
+
+    /// Holds bytes for the wire (TLS records not sent yet).
+    fn wants_flush(&self) -> bool {
+        self.sock.as_ref().is_some_and(Stream::wants_flush)
     }
 }
 
@@ -162,7 +178,8 @@ impl Flow {
         pool: &mut BufferPool,
         pipes: &mut PipePool,
     ) -> Result<bool, String> {
-        if self.bulk && self.pipe.is_none() && self.pending() == 0 {
+        // A TLS stream is never spliced: the kernel holds records there.
+        if self.bulk && self.pipe.is_none() && self.pending() == 0 && src.is_plain() && dst.is_plain() {
             self.bulk = false;
             self.pipe = pipes.take();
         }
@@ -179,7 +196,7 @@ impl Flow {
             }
             None => self.pass_copy(src, dst, pool)?,
         };
-        if src.eof && !dst.shut && self.pending() == 0 {
+        if src.eof && !dst.shut && self.pending() == 0 && !dst.wants_flush() {
             dst.shutdown_write()
                 .map_err(|f| format!("{} shutdown failed: {f:?}", dst.name))?;
             progress = true;
@@ -188,7 +205,7 @@ impl Flow {
     }
 
     fn pass_copy(&mut self, src: &mut Side, dst: &mut Side, pool: &mut BufferPool) -> Result<bool, String> {
-        let mut progress = false;
+        let mut progress = dst.flush().map_err(|f| format!("{} write failed: {f:?}", dst.name))?;
         // No buffer held is room: one is taken for the read.
         let room = self.buf.capacity() == 0 || !self.buf.is_full();
         if src.ready.readable && !src.eof && room {
@@ -215,7 +232,7 @@ impl Flow {
             let Some(sock) = dst.sock.as_mut() else {
                 return Err(format!("{} gone", dst.name));
             };
-            let io = dst.ready.write2(sock, prefix, self.buf.data());
+            let io = sock.write2(&mut dst.ready, prefix, self.buf.data());
             match io {
                 Io::Done(n) => {
                     let from_prefix = n.min(prefix.len());
@@ -243,7 +260,7 @@ impl Flow {
     fn pass_pipe(pipe: &mut Pipe, bytes: &mut u64, src: &mut Side, dst: &mut Side) -> Result<(bool, bool), String> {
         let mut progress = false;
         if src.ready.readable && !src.eof && pipe.room() > 0 {
-            if let Some(sock) = src.sock.as_ref() {
+            if let Some(sock) = src.sock.as_ref().map(Stream::tcp) {
                 match pipe.fill_from(sock) {
                     Io::Done(_) => progress = true,
                     // An end is confirmed once the pipe is drained.
@@ -256,7 +273,7 @@ impl Flow {
             }
         }
         if dst.ready.writable && pipe.held() > 0 {
-            let Some(sock) = dst.sock.as_ref() else {
+            let Some(sock) = dst.sock.as_ref().map(Stream::tcp) else {
                 return Err(format!("{} gone", dst.name));
             };
             match pipe.drain_to(sock) {

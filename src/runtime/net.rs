@@ -26,6 +26,9 @@ pub enum Failure {
     Reset,
     /// Anything else (unreachable, out of resources, ...).
     Other,
+    /// The TLS layer failed: a handshake or a record was refused (the
+    /// [`Stream`](super::transport::Stream) keeps the reason).
+    Tls,
 }
 
 impl Failure {
@@ -86,7 +89,8 @@ impl Readiness {
     /// read found. Not readable (or `buf` empty): `WouldBlock`, no syscall.
     ///
     /// This and the two writes below are the only way the proxy and the
-    /// router move bytes through a socket, so no loop can forget to clear
+    /// router move bytes through a socket (TLS records too: see
+    /// [`transport`](super::transport)), so no loop can forget to clear
     /// readiness and spin on a socket that would block.
     pub fn read(&mut self, sock: &mut impl Read, buf: &mut [u8]) -> Io {
         if !self.readable || buf.is_empty() {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
-use crate::proxy::{Backend, Role};
+use crate::proxy::{Backend, BackendTls, Role};
 use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
-use crate::values::{backend_dns_name, parse_duration, parse_size, resolve, resolve_backend};
+use crate::values::{backend_dns_name, backend_tls_host, parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -71,7 +71,7 @@ pub(super) fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duratio
 }
 
 /// `[NAME=]ADDRESS` as a backend with `role` (named `default_name`
-/// without a NAME).
+/// without a NAME), with TLS for an `https://` one.
 pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str, role: Role) -> Result<Backend, String> {
     let (name, given) = match v.split_once('=') {
         Some((n, a)) if !n.is_empty() => (n.to_string(), a),
@@ -81,6 +81,7 @@ pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str, role: Role) -
     let addr = resolve_backend(given).map_err(|e| format!("{flag} {v}: {e}"))?;
     let mut backend = Backend::new(name, addr, role);
     backend.dns_name = backend_dns_name(given);
+    backend.tls = backend_tls_host(given).map(BackendTls::new);
     Ok(backend)
 }
 

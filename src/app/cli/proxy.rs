@@ -21,6 +21,7 @@ use crate::proxy::{
     MAX_CONNECTIONS_LIMIT, Role,
 };
 use crate::runtime::fds;
+use crate::tls::{CertFiles, ServerTls};
 use crate::values::resolve;
 
 /// What the proxy's flags said, each `None` (or empty) when not given.
@@ -30,6 +31,9 @@ pub(super) struct ProxyFlags {
     master: Option<Backend>,
     shadows: Vec<Backend>,
     control: Option<Backend>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    backend_ca: Vec<PathBuf>,
     file: Option<PathBuf>,
     backend_timeout: Option<Duration>,
     shadow_timeout: Option<Duration>,
@@ -141,6 +145,13 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 );
             }
             Long("forward-client-ip") => f.forward_client_ip = Some(true),
+            Long("tls-cert") => f.tls_cert = Some(PathBuf::from(value(&mut p, "--tls-cert")?)),
+            Long("tls-key") => f.tls_key = Some(PathBuf::from(value(&mut p, "--tls-key")?)),
+            Long("backend-ca") => {
+                let path = PathBuf::from(value(&mut p, "--backend-ca")?);
+                crate::tls::read_certs(&path).map_err(|e| format!("--backend-ca: {e}"))?;
+                f.backend_ca.push(path);
+            }
             Long("metrics") => {
                 let v = value(&mut p, "--metrics")?;
                 f.metrics = Some(resolve(&v).map_err(|e| format!("--metrics {v}: {e}"))?);
@@ -251,6 +262,21 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
     config.capture_cap = f.capture_cap.or(fc.capture_cap).unwrap_or(config.capture_cap);
     config.keep_alive = f.keep_alive.or(fc.keep_alive).unwrap_or(config.keep_alive);
     config.forward_client_ip = f.forward_client_ip.or(fc.forward_client_ip).unwrap_or(false);
+    config.tls = match (f.tls_cert, f.tls_key) {
+        (Some(cert), Some(key)) => {
+            let pair = CertFiles { cert, key };
+            ServerTls::load(std::slice::from_ref(&pair)).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            vec![pair]
+        }
+        (None, None) => fc.tls,
+        (Some(_), None) => return Err("--tls-cert FILE needs --tls-key FILE (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("--tls-key FILE needs --tls-cert FILE (the certificate chain)".into()),
+    };
+    config.backend_ca = if f.backend_ca.is_empty() {
+        fc.backend_ca
+    } else {
+        f.backend_ca
+    };
     config.shadow_max_inflight = f
         .max_inflight
         .or(fc.shadow_max_inflight)

@@ -66,7 +66,8 @@ impl Session {
     pub(super) fn on_step<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, step: Step) -> bool {
         let request = Request::new(&self.req, &self.req_bytes, self.peer);
         let token = cx.tokens.backend(cx.slot, b);
-        match self.ups[b].settle(step, cx.registry, &cx.cfg.backends[b], &request, token, cx.now) {
+        let tls = cx.connectors.get(b).and_then(Option::as_ref);
+        match self.ups[b].settle(step, cx.registry, &cx.cfg.backends[b], tls, &request, token, cx.now) {
             Settled::Idle => return false,
             Settled::Progress => {}
             Settled::Tunnel => self.open_tunnel(cx, b),

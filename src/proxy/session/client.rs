@@ -29,7 +29,7 @@ impl Session {
         if space.is_empty() {
             return false;
         }
-        match self.ready.read(client, space) {
+        match client.read(&mut self.ready, space) {
             Io::Done(n) => {
                 self.cin.fill(n);
                 self.last_client_io = cx.now;
@@ -52,7 +52,17 @@ impl Session {
     }
 
     pub(super) fn write_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
-        let mut progress = false;
+        // TLS records held for the client (the handshake, a response's
+        // last bytes) go first.
+        let mut progress = match self.client.as_mut().map(|c| c.flush(&mut self.ready)) {
+            Some(Ok(moved)) => moved,
+            Some(Err(f)) => {
+                debug!("{}: client connection failed: {f:?}", self.peer);
+                self.client_gone(cx);
+                return true;
+            }
+            None => false,
+        };
         while self.ready.writable {
             let Some(client) = self.client.as_mut() else {
                 return progress;
@@ -67,7 +77,7 @@ impl Session {
             }
             // Head and body in one syscall when both are waiting; a full
             // socket clears writable and the loop ends until the next edge.
-            match self.ready.write2(client, head, body) {
+            match client.write2(&mut self.ready, head, body) {
                 Io::Done(n) => {
                     self.account.sent(n);
                     let from_head = n.min(head.len());
@@ -96,6 +106,7 @@ impl Session {
     /// Bytes owed to the client are all written.
     pub(super) fn client_flushed(&self) -> bool {
         self.cout_pos >= self.cout.len()
+            && !self.client.as_ref().is_some_and(Stream::wants_flush)
             && self
                 .answer
                 .master()

@@ -79,7 +79,8 @@ impl Session {
             } else {
                 cx.pools.take(b, cx.now)
             };
-            if let Err(f) = up.connect(backend.addr, cx.registry, cx.tokens.backend(cx.slot, b), pooled) {
+            let tls = cx.connectors.get(b).and_then(Option::as_ref);
+            if let Err(f) = up.connect(backend.addr, tls, cx.registry, cx.tokens.backend(cx.slot, b), pooled) {
                 failed.push((b, outcome_of(f)));
             }
         }
@@ -110,7 +111,7 @@ impl Session {
             // Shadows of the last exchange may still be answering.
             Phase::Head => !self.selection.is_empty() && self.finish_exchange(cx),
             Phase::Closing => {
-                if self.client.is_some() && self.cout_pos >= self.cout.len() {
+                if self.client.is_some() && self.client_flushed() {
                     self.account_done(cx, true);
                     self.close_client(cx.registry);
                     return true;

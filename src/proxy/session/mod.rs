@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 use mio::Registry;
-use mio::net::TcpStream;
 
 use super::config::{Config, KeepAlive};
 use super::hooks::{Exchange, Hooks, Outcome, Request, Selection, Served};
@@ -33,6 +32,8 @@ use crate::runtime::buffer::{Buffer, BufferPool, SMALL_BUFFER};
 use crate::runtime::net::{Io, Readiness};
 use crate::runtime::pipe::PipePool;
 use crate::runtime::tokens::Tokens;
+use crate::runtime::transport::Stream;
+use crate::tls::Connector;
 use account::Account;
 
 mod account;
@@ -134,11 +135,13 @@ pub(crate) struct Cx<'a, H> {
     pub(crate) pools: &'a mut Pools,
     pub(crate) pipes: &'a mut PipePool,
     pub(crate) backlog: &'a mut Backlog,
+    /// Per backend, how to open TLS to it (HTTPS backends).
+    pub(crate) connectors: &'a [Option<Connector>],
 }
 
 /// One client connection.
 pub(crate) struct Session {
-    client: Option<TcpStream>,
+    client: Option<Stream>,
     peer: SocketAddr,
     /// The client socket's readiness.
     ready: Readiness,
@@ -250,6 +253,7 @@ impl Session {
             && self.phase == Phase::Head
             && self.cin.is_empty()
             && !self.ready.readable
+            && !self.client.as_ref().is_some_and(Stream::wants_flush)
             && !self.client_eof
             && self.tunnel.is_none()
             && self.selection.is_empty()
@@ -407,6 +411,7 @@ impl Session {
 
     fn close_client(&mut self, registry: &Registry) {
         if let Some(mut client) = self.client.take() {
+            client.close_notify(&mut self.ready);
             let _ = registry.deregister(&mut client);
         }
         self.ready.reset();

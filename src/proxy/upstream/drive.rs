@@ -6,13 +6,16 @@ use super::*;
 
 impl Upstream {
     /// Opens a connection unless a reusable one is there; `pooled` is an
-    /// idle connection from the shared pool to use first.
+    /// idle connection from the shared pool to use first. With `tls`, the
+    /// new connection carries TLS (its handshake goes out with the
+    /// request).
     pub(crate) fn connect(
         &mut self,
         addr: SocketAddr,
+        tls: Option<&Connector>,
         registry: &Registry,
         token: Token,
-        pooled: Option<TcpStream>,
+        pooled: Option<Stream>,
     ) -> Result<(), Failure> {
         if self.sock.is_some() {
             return Ok(());
@@ -30,14 +33,21 @@ impl Upstream {
                 return Ok(());
             }
         }
-        let mut sock = TcpStream::connect(addr).map_err(|e| {
+        let tcp = TcpStream::connect(addr).map_err(|e| {
             self.stats.connected(self.report.backend, false, Instant::now());
             Failure::of(&e)
         })?;
+        let _ = tcp.set_nodelay(true);
+        let mut sock = match tls {
+            None => Stream::Plain(tcp),
+            Some(c) => c.connect(tcp).map_err(|e| {
+                warn!("cannot start TLS to {addr}: {e}");
+                Failure::Tls
+            })?,
+        };
         registry
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| Failure::of(&e))?;
-        let _ = sock.set_nodelay(true);
         self.sock = Some(sock);
         self.addr = Some(addr);
         self.state = State::Connecting;
@@ -55,7 +65,7 @@ impl Upstream {
         let Some(sock) = self.sock.as_ref() else {
             return Err(Failure::Other);
         };
-        match net::connect_result(sock) {
+        match net::connect_result(sock.tcp()) {
             None => {
                 self.ready.writable = false;
                 Ok(false)
@@ -113,7 +123,7 @@ impl Upstream {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(Some(0));
         };
-        match self.ready.read(sock, space) {
+        match sock.read(&mut self.ready, space) {
             Io::Done(n) => {
                 inb.fill(n);
                 self.report.bytes += n as u64;
@@ -230,6 +240,13 @@ impl Upstream {
         }
         let mut progress = false;
         let mut sent = 0;
+        // TLS records held (the handshake, encrypted request bytes) first.
+        if let Some(sock) = self.sock.as_mut() {
+            match sock.flush(&mut self.ready) {
+                Ok(moved) => progress |= moved,
+                Err(f) => return (self.io_failed(f), 0),
+            }
+        }
         match self.write_out() {
             Ok(n) => progress |= n > 0,
             Err(f) => return (self.io_failed(f), 0),
@@ -372,6 +389,7 @@ impl Upstream {
     pub(super) fn retry_fresh(
         &mut self,
         addr: SocketAddr,
+        tls: Option<&Connector>,
         registry: &Registry,
         token: Token,
         now: Instant,
@@ -389,7 +407,7 @@ impl Upstream {
         self.asked_keep_alive = asked_keep_alive;
         self.retryable = retryable;
         // A fresh connection: a second stale one is not tried.
-        self.connect(addr, registry, token, None)
+        self.connect(addr, tls, registry, token, None)
     }
 }
 
@@ -405,11 +423,11 @@ enum Taken {
 }
 
 /// Writes `data` while the socket takes it; returns how much went.
-fn write_ready(sock: Option<&mut TcpStream>, ready: &mut Readiness, data: &[u8]) -> Result<usize, Failure> {
+fn write_ready(sock: Option<&mut Stream>, ready: &mut Readiness, data: &[u8]) -> Result<usize, Failure> {
     let Some(sock) = sock else { return Ok(0) };
     let mut total = 0;
     while ready.writable && total < data.len() {
-        match ready.write(sock, &data[total..]) {
+        match sock.write(ready, &data[total..]) {
             Io::Done(n) => total += n,
             Io::WouldBlock => break,
             Io::Closed => return Err(Failure::Reset),

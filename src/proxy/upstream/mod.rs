@@ -21,6 +21,8 @@ use super::stats::Stats;
 use crate::http::{BodyDecoder, Framing, HeadStatus, RequestContext, ResponseHead};
 use crate::runtime::buffer::{Buffer, BufferPool, SMALL_BUFFER};
 use crate::runtime::net::{self, Failure, Io, Readiness};
+use crate::runtime::transport::Stream;
+use crate::tls::Connector;
 
 mod drive;
 
@@ -53,7 +55,7 @@ enum State {
 /// One backend's connection and exchange state.
 #[derive(Debug)]
 pub(crate) struct Upstream {
-    sock: Option<TcpStream>,
+    sock: Option<Stream>,
     /// Where `sock` goes: a connection to an address the backend no longer
     /// has (its name resolved anew) is not reused.
     addr: Option<SocketAddr>,
@@ -198,8 +200,12 @@ impl Upstream {
                     backend.name
                 ),
             };
+            let why = match self.sock.as_ref().and_then(Stream::tls_error) {
+                Some(why) => format!(" ({why})"),
+                None => String::new(),
+            };
             let line = format!(
-                "{}: {} {} {} {}: {}{more}",
+                "{}: {} {} {} {}: {}{why}{more}",
                 request.peer(),
                 backend.role.as_str(),
                 backend.name,
@@ -222,11 +228,13 @@ impl Upstream {
     /// may carry another), a failure or an invalid response is logged and
     /// ends it, a stale reused connection is retried once on a fresh one
     /// (registered on `token`). Says what the caller may still have to do.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn settle(
         &mut self,
         step: Step,
         registry: &Registry,
         backend: &Backend,
+        tls: Option<&Connector>,
         request: &Request<'_>,
         token: Token,
         now: Instant,
@@ -259,7 +267,7 @@ impl Upstream {
                     request.peer(),
                     backend.name
                 );
-                match self.retry_fresh(backend.addr, registry, token, now) {
+                match self.retry_fresh(backend.addr, tls, registry, token, now) {
                     Ok(()) => Settled::Progress,
                     Err(f) => {
                         let outcome = outcome_of(f);
@@ -493,7 +501,7 @@ impl Upstream {
 
     /// Hands the connection to a tunnel: the socket, its readiness and what
     /// was read past the head (a whole buffer).
-    pub(crate) fn take_tunnel(&mut self, pool: &mut BufferPool) -> Option<(TcpStream, Readiness, Buffer)> {
+    pub(crate) fn take_tunnel(&mut self, pool: &mut BufferPool) -> Option<(Stream, Readiness, Buffer)> {
         let sock = self.sock.take()?;
         let ready = std::mem::take(&mut self.ready);
         let mut buf = self.inb.take().unwrap_or_default();
@@ -519,7 +527,7 @@ impl Upstream {
 
     /// Takes the connection out, still registered, when it may carry the
     /// client's next request (a parked client keeps it).
-    pub(crate) fn keep(&mut self) -> Option<(TcpStream, Readiness)> {
+    pub(crate) fn keep(&mut self) -> Option<(Stream, Readiness)> {
         if self.state != State::Idle || !self.reusable {
             return None;
         }
@@ -530,7 +538,7 @@ impl Upstream {
     }
 
     /// Takes back a connection [`keep`](Self::keep) gave out, to `addr`.
-    pub(crate) fn adopt(&mut self, sock: TcpStream, ready: Readiness, addr: SocketAddr) {
+    pub(crate) fn adopt(&mut self, sock: Stream, ready: Readiness, addr: SocketAddr) {
         self.sock = Some(sock);
         self.addr = Some(addr);
         self.ready = ready;
@@ -650,5 +658,6 @@ pub(crate) fn outcome_of(f: Failure) -> Outcome {
     match f {
         Failure::Refused => Outcome::Refused,
         Failure::Reset | Failure::Other => Outcome::Reset,
+        Failure::Tls => Outcome::Tls,
     }
 }
