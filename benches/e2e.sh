@@ -27,6 +27,8 @@ targets=(
     "name=kage-ka-shadow;shadow=fast;cmd=$kage --keep-alive always $shadow"
     "name=kage-ka-slowshadow;shadow=slow;cmd=$kage --keep-alive always $shadow"
     "name=kage-ka-difflog;shadow=fast;cmd=$kage --keep-alive always $shadow --diff-log {tmp}/diff.jsonl"
+    "name=kage-access;shadow=none;cmd=$kage --access-log {tmp}/access.log"
+    "name=kage-ka-shadow-access;shadow=fast;cmd=$kage --keep-alive always $shadow --access-log {tmp}/access.log"
 )
 args=()
 for t in "${targets[@]}"; do

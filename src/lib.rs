@@ -22,6 +22,8 @@
 //!   v
 //! compare/           the comparator: a Hooks comparing each shadow with the
 //!   |                master (status, headers, body; JSON by path), diff log
+//! access             the access log: a line per request (Combined or JSON)
+//!   |                with the shadows' verdicts, buffered, flushed by deadline
 //! route/ (mio)       the TCP router: Relay (listener, slab of connections),
 //!   |                conn (peek, connect with failover, replay, splice),
 //!   |                settings, and the sans-IO decision layer: Router
@@ -38,7 +40,8 @@
 //!   |                tunnel: an upgrade, on runtime's two-way splice
 //!   |                pending: exchanges whose client moved on (shadows late)
 //!   |                pool: idle backend connections shared by sessions
-//!   |                hooks: select / munge / backends_finished
+//!   |                hooks: select / munge / backends_finished /
+//!   |                request_done (the client's side, for access logs)
 //! metrics            counters, fixed-bucket histograms, the /metrics Service
 //!   |                (with /healthz, and /readyz from the proxy's master checks)
 //! tls                rustls configurations (the *ring* provider): the
@@ -54,7 +57,8 @@
 //!   |                tokens, sweep (deadlines), listen (acceptor, EMFILE
 //!   |                pause, cap), fds (descriptor limit), flow/pipe (the
 //!   |                two-way splice, splice(2)), server (a Poll running
-//!   |                Services)
+//!   |                Services), resolve (backend host names looked up
+//!   |                again on a thread of their own)
 //! http/ (sans-IO)    heads on httparse, framing, chunked, head rewrite
 //! values             value parsers the config readers share: durations,
 //!                    sizes, addresses, file:line positions
@@ -122,6 +126,10 @@
 //!    is done. The backlog is bounded: past it, shadow requests are dropped
 //!    and counted ([`proxy::Outcome::Dropped`]), never queued in front of
 //!    the client.
+//!    Separately, when the client's response is over (sent whole, cut, or
+//!    answered by the proxy), [`proxy::Hooks::request_done`] gets a
+//!    [`proxy::Served`]: status, body bytes, duration; the comparator
+//!    joins it with the verdicts into one [`access`] log line.
 //! 7. A client waiting for its next request with nothing buffered is
 //!    parked: the slab keeps its socket, clocks and the master connection
 //!    kept for it (about a hundred bytes; the emptied session goes to a
@@ -199,6 +207,27 @@
 //! the host its next deadline. `examples/embed.rs` shows a host with its own
 //! protocol; [`runtime::server::Server`] is a ready-made host.
 //!
+//! ## Backends by name
+//!
+//! A backend given by host name ([`proxy::Backend::dns_name`]) is looked
+//! up again every [`proxy::Config::resolve_interval`], and sooner (at most
+//! every [`runtime::resolve::RESOLVE_RETRY_GAP`]) after a connect to it
+//! failed. `getaddrinfo` blocks, so the lookups run on one thread per
+//! proxy ([`runtime::resolve`]; none when every backend is an IP literal),
+//! fed through a channel; the loop needs no waker: the resolver's due time
+//! is part of the proxy's next deadline, and its answers are taken in by
+//! `on_timeout` (every [`runtime::resolve::RESOLVE_POLL`] while a lookup is
+//! under way). A new address is written into the config; exchanges in
+//! flight finish on their connections, and idle connections to the old
+//! address are not reused: the pools and the parked clients' kept ones
+//! close when the change lands, a session's own when it next starts an
+//! exchange (each upstream knows where its connection goes). The thread
+//! stops when the proxy drops. The router's [`route::Relay`] does the same
+//! for what [`route::Router::names`] lists (the rules' `to` host names), on
+//! the interval only, and tells the router with
+//! [`route::Router::readdress`]: later decisions carry the new address,
+//! connections already routed stay where they are.
+//!
 //! ## Fuzzing
 //!
 //! [`fuzzing`] holds the bodies of the fuzz targets under `fuzz/`; `tests/`
@@ -207,6 +236,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod app;
 pub mod compare;
 pub mod fuzzing;

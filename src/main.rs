@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use kage::access::AccessLog;
 use kage::app::cli::{self, Command, LogFormat, ProxyArgs, ReplayArgs, RouteArgs};
 use kage::app::policy::Policy;
 use kage::compare::{Compare, CompareStats, DiffLog, Summary};
@@ -185,13 +186,13 @@ fn route(args: RouteArgs, fds: Option<u64>) -> io::Result<()> {
         }
     );
     log_limits(fds, relay.settings().max_connections);
-    let mut signals = signal_service(&server, None)?;
+    let mut signals = signal_service(&server, Vec::new())?;
     server.run(&mut [&mut signals, &mut relay], 1)?;
     info!("stopped routing on {}", relay.local_addr());
     Ok(())
 }
 
-fn signal_service(server: &Server, reopen: Option<Arc<AtomicBool>>) -> io::Result<SignalService> {
+fn signal_service(server: &Server, reopen: Vec<Arc<AtomicBool>>) -> io::Result<SignalService> {
     Ok(SignalService {
         signals: Signals::new([SIGQUIT, SIGTERM, SIGINT, SIGHUP])?,
         token: None,
@@ -211,12 +212,18 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
     if let Some(name) = args.control {
         hooks = hooks.with_control(name);
     }
-    let mut reopen = None;
+    let mut reopen = Vec::new();
     if let Some(path) = &args.diff_log {
         let log = DiffLog::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} (--diff-log): {e}", path.display())))?;
-        reopen = Some(log.reopen_flag());
+        reopen.push(log.reopen_flag());
         hooks = hooks.with_log(log);
+    }
+    if let Some(path) = &args.access_log {
+        let log = AccessLog::open(path, args.access_log_format)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {} (--access-log): {e}", path.display())))?;
+        reopen.push(log.reopen_flag());
+        hooks = hooks.with_access_log(log);
     }
     if args.diff_log_bodies {
         hooks = hooks.with_bodies();
@@ -252,14 +259,18 @@ fn run(args: ProxyArgs, fds: Option<u64>) -> io::Result<()> {
 }
 
 /// The backends and the keep-alive rule, for the start line:
-/// `master prod 127.0.0.1:9000, shadow new 127.0.0.1:9001 (keep-alive master-only)`.
+/// `master prod 127.0.0.1:9000, shadow new new.internal:9001 (10.0.0.7:9001)
+/// (keep-alive master-only)`.
 fn describe(config: &Config) -> String {
     let names: Vec<String> = config
         .backends
         .iter()
         .map(|b| {
             let scheme = if b.tls.is_some() { "https://" } else { "" };
-            format!("{} {} {scheme}{}", b.role.as_str(), b.name, b.addr)
+            match &b.dns_name {
+                Some(host) => format!("{} {} {scheme}{host} ({})", b.role.as_str(), b.name, b.addr),
+                None => format!("{} {} {scheme}{}", b.role.as_str(), b.name, b.addr),
+            }
         })
         .collect();
     format!("{} (keep-alive {})", names.join(", "), config.keep_alive.as_str())
@@ -318,13 +329,14 @@ fn log_summary(stats: &CompareStats, summary: &Summary) {
     }
 }
 
-/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the diff log
-/// and reload the listener's certificates.
+/// QUIT: graceful stop; TERM and INT: fast stop; HUP: reopen the logs and
+/// reload the listener's certificates.
 struct SignalService {
     signals: Signals,
     token: Option<Token>,
     stop: StopHandle,
-    reopen: Option<Arc<AtomicBool>>,
+    /// Set on HUP: each log reopens its file at its next write.
+    reopen: Vec<Arc<AtomicBool>>,
     tls: Option<TlsReload>,
 }
 
@@ -346,8 +358,12 @@ impl Service for SignalService {
         }
         for signal in self.signals.pending() {
             if signal == SIGHUP {
-                info!("signal {signal}: the diff log is reopened before its next line");
-                if let Some(flag) = &self.reopen {
+                if !self.reopen.is_empty() {
+                    info!("signal {signal}: the log files are reopened at their next write");
+                } else if self.tls.is_none() {
+                    info!("signal {signal}: no log file to reopen, no certificate to reload");
+                }
+                for flag in &self.reopen {
                     flag.store(true, Ordering::Relaxed);
                 }
                 if let Some(tls) = &self.tls {

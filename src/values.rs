@@ -64,6 +64,18 @@ fn backend_authority(v: &str) -> Result<(&str, bool), String> {
     Ok((bare, https))
 }
 
+/// The `HOST:PORT` of a backend address as [`resolve_backend`] takes it
+/// (scheme and trailing `/` left out) when HOST is a name, to look up again
+/// while running; `None` for an IP literal.
+pub fn backend_dns_name(v: &str) -> Option<String> {
+    let bare = match v.find("://") {
+        Some(i) => &v[i + "://".len()..],
+        None => v,
+    };
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    (bare.parse::<SocketAddr>().is_err()).then(|| bare.to_string())
+}
+
 /// `500ms`, `2s`, `1m`, `1h` (a whole number and a unit).
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
@@ -245,6 +257,17 @@ mod tests {
             resolve("nohost.invalid:80")
                 .unwrap_err()
                 .contains("cannot resolve the host \"nohost.invalid\"")
+        );
+    }
+
+    #[test]
+    fn backend_dns_names_are_names_not_literals() {
+        assert_eq!(backend_dns_name("127.0.0.1:9000"), None);
+        assert_eq!(backend_dns_name("http://[::1]:9000/"), None);
+        assert_eq!(backend_dns_name("localhost:9000"), Some("localhost:9000".into()));
+        assert_eq!(
+            backend_dns_name("HTTP://api.internal:80/"),
+            Some("api.internal:80".into())
         );
     }
 

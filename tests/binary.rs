@@ -71,18 +71,10 @@ fn the_diff_log_is_reopened_on_sighup() {
     let _ = std::fs::remove_file(&log);
     let kage = shadowed(&master, &shadow, &["--diff-log", log.to_str().unwrap()]);
     let lines = |path: &std::path::Path, n: usize| -> Vec<serde_json::Value> {
-        let t = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.lines().count() >= n {
-                return text
-                    .lines()
-                    .map(|l| serde_json::from_str(l).expect("a JSON line"))
-                    .collect();
-            }
-            assert!(t.elapsed() < QUICK, "{} has: {text}", path.display());
-            thread::sleep(Duration::from_millis(20));
-        }
+        lines_within(path, n, QUICK)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
     };
     assert_eq!(roundtrip(kage.addr, GET).status, 200);
     assert_eq!(lines(&log, 1)[0]["backends"][1]["outcome"], "mismatch");
@@ -96,6 +88,121 @@ fn the_diff_log_is_reopened_on_sighup() {
     assert!(fresh[0]["id"].as_u64() > lines(&rotated, 1)[0]["id"].as_u64());
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&rotated);
+}
+
+/// The lines of `path` once it has at least `n`, waiting at most `within`.
+fn lines_within(path: &std::path::Path, n: usize, within: Duration) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text.lines().map(str::to_string).collect();
+        }
+        assert!(
+            t.elapsed() < within,
+            "{} has, after {:?}: {text}",
+            path.display(),
+            t.elapsed()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_within_a_second_and_reopens_on_sighup() {
+    let master = TestBackend::ok("one");
+    let shadow = TestBackend::ok("two");
+    let log = std::env::temp_dir().join(format!("kage-access-{}.log", std::process::id()));
+    let rotated = log.with_extension("log.1");
+    let _ = std::fs::remove_file(&log);
+    let kage = shadowed(&master, &shadow, &["--access-log", log.to_str().unwrap()]);
+    const GETS: usize = 20;
+    for _ in 0..GETS {
+        assert_eq!(roundtrip(kage.addr, GET).status, 200);
+    }
+    // Not shadowed by default (POST), and a head the proxy answers itself.
+    let post = b"POST /form HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\nUser-Agent: t \"q\"\r\n\r\nhi";
+    assert_eq!(roundtrip(kage.addr, post).status, 200);
+    assert_eq!(roundtrip(kage.addr, b"BAD\r\n\r\n").status, 400);
+    let written = Instant::now();
+    let lines = lines_within(&log, GETS + 2, Duration::from_millis(2500));
+    assert!(
+        written.elapsed() < Duration::from_millis(2000),
+        "flushed within a second"
+    );
+    assert_eq!(lines.len(), GETS + 2, "one line per request: {lines:#?}");
+    let gets: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("\"GET /hello HTTP/1.1\" 200 3 "))
+        .collect();
+    assert_eq!(gets.len(), GETS, "{lines:#?}");
+    for l in &gets {
+        assert!(l.starts_with("127.0.0.1 - - ["), "{l}");
+        assert!(l.ends_with(" shadow1=mismatch"), "the shadow's verdict: {l}");
+    }
+    let post = lines.iter().find(|l| l.contains("POST")).unwrap();
+    assert!(
+        post.contains("\"POST /form HTTP/1.1\" 200 3 \"-\" \"t \\x22q\\x22\" "),
+        "quotes escaped, no verdict: {post}"
+    );
+    assert!(!post.contains('='), "{post}");
+    let bad = lines.iter().find(|l| l.contains(" 400 ")).unwrap();
+    assert!(bad.contains("\"-\" 400 "), "no request line to show: {bad}");
+
+    std::fs::rename(&log, &rotated).unwrap();
+    kage.signal("HUP");
+    // A quiet log lets go of the rotated file at once.
+    let t = Instant::now();
+    while !log.exists() {
+        assert!(t.elapsed() < QUICK, "SIGHUP reopened {}", log.display());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(roundtrip(kage.addr, GET).status, 200);
+    assert_eq!(lines_within(&log, 1, QUICK).len(), 1);
+    assert_eq!(
+        lines_within(&rotated, 1, QUICK).len(),
+        GETS + 2,
+        "the rotated file got no more lines"
+    );
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&rotated);
+}
+
+#[test]
+fn the_json_access_log_is_written_at_exit_with_verdicts() {
+    let master = TestBackend::ok("same");
+    let shadow = TestBackend::ok("same");
+    let log = std::env::temp_dir().join(format!("kage-access-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut kage = shadowed(
+        &master,
+        &shadow,
+        &["--access-log", log.to_str().unwrap(), "--access-log-format", "json"],
+    );
+    for _ in 0..3 {
+        assert_eq!(roundtrip(kage.addr, GET).status, 200);
+    }
+    // Stopped before the second is up: the lines are written at exit.
+    kage.signal("TERM");
+    assert_eq!(kage.wait_exit(QUICK), Some(0));
+    let lines = lines_within(&log, 3, Duration::from_millis(100));
+    assert_eq!(lines.len(), 3);
+    for (i, l) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert_eq!(v["id"], i as u64 + 1, "{l}");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["target"], "/hello");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 4);
+        assert_eq!(v["complete"], true);
+        assert_eq!(v["shadows"]["shadow1"], "match", "{l}");
+        assert!(
+            v["duration_us"].as_u64().is_some() && v["ts"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{l}"
+        );
+        assert!(v["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:")), "{l}");
+    }
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]
@@ -260,7 +367,12 @@ fn replay_sends_recorded_requests_and_compares_with_the_recorded_master() {
     );
     let got = same.requests();
     assert_eq!(got.len(), 3);
-    assert_eq!(got[2].body, b"hello", "the recorded body is sent again");
+    // In the order the diff log has them: a shadow's answer may come late.
+    let post = got
+        .iter()
+        .find(|r| r.head_str().starts_with("POST /c "))
+        .expect("the POST is replayed");
+    assert_eq!(post.body, b"hello", "the recorded body is sent again");
     let newer = api(2);
     let (code, text) = replay(newer.addr, &["--fail-on-mismatch"]);
     assert_eq!(code, Some(1), "{text}");

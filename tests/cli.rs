@@ -254,3 +254,84 @@ fn the_start_line_and_warnings_reach_stderr_without_rust_log() {
         "{text}"
     );
 }
+
+#[test]
+fn a_master_given_by_name_is_looked_up_again_quietly_while_it_does_not_move() {
+    use std::net::ToSocketAddrs;
+    // Listen where kage will find "localhost" (127.0.0.1 or ::1).
+    let first = ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .expect("localhost resolves");
+    let master = TestBackend::start_at(first, |conn, seen| {
+        let mut buf = Vec::new();
+        while let Some(req) = read_request(conn, &mut buf) {
+            seen.requests.lock().unwrap().push(req);
+            if std::io::Write::write_all(conn, &ok_response("by name")).is_err() {
+                return;
+            }
+        }
+    });
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let by_name = format!("localhost:{}", master.addr.port());
+    let child = Command::new(env!("CARGO_BIN_EXE_kage"))
+        .args(["--listen", &listen, "--master", &by_name, "--resolve-interval", "100ms"])
+        .env("RUST_LOG", "kage=info,kage::runtime::resolve=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kage");
+    let mut child = Reaped(child);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < QUICK, "kage did not start listening");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Several intervals, requests all along.
+    for _ in 0..8 {
+        let r = roundtrip(addr, GET);
+        assert_eq!((r.status, r.body_str().as_str()), (200, "by name"));
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < QUICK,
+            "kage did not exit on SIGTERM (a resolver thread holding it?)"
+        );
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text: Vec<String> = rx.try_iter().collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains(&format!("master master {by_name} ({})", master.addr)),
+        "the start line names the host and its address: {text}"
+    );
+    let lookups = text.matches(&format!("looking up {by_name} again")).count();
+    assert!(lookups >= 3, "looked up again {lookups} times: {text}");
+    assert!(text.contains("localhost still resolves to"), "{text}");
+    // Nothing above debug says anything about it.
+    for line in text
+        .lines()
+        .filter(|l| l.contains("resolve") || l.contains("looking up"))
+    {
+        assert!(line.contains("DEBUG"), "{line}");
+    }
+    assert_eq!(master.requests().len(), 8);
+}

@@ -798,3 +798,78 @@ fn a_tunnel_carries_bulk_streams_both_ways_with_bytes_sent_early() {
         "in order"
     );
 }
+
+#[test]
+fn request_done_is_told_once_per_request_however_it_ends() {
+    use kage::proxy::KeepAlive;
+    let slow_shadow = TestBackend::http(|_| {
+        thread::sleep(Duration::from_millis(300));
+        ok_response("late")
+    });
+    let master = TestBackend::ok("abc");
+    let proxy = ProxySpec::new(master.addr, &[slow_shadow.addr])
+        .tweak(|c| c.keep_alive = KeepAlive::Always)
+        .start();
+    // Kept alive, shadows late: each request's end comes before its verdicts.
+    let mut c = Client::connect(proxy.addr);
+    for i in 1..=3u64 {
+        c.send(GET);
+        assert_eq!(c.get().status, 200);
+        let s = proxy.served();
+        assert_eq!(
+            s,
+            ServedSeen {
+                id: i,
+                target: Some("/hello".into()),
+                status: Some(200),
+                body_bytes: 3,
+                complete: true,
+                shadowed: true
+            }
+        );
+    }
+    for _ in 0..3 {
+        proxy.exchange();
+    }
+    assert!(proxy.served.try_recv().is_err(), "once per request");
+
+    // The master refuses: the client's 502 is what is told.
+    let dead = ProxySpec::new(closed_port(), &[]).start();
+    assert_eq!(roundtrip(dead.addr, GET).status, 502);
+    let s = dead.served();
+    assert_eq!((s.status, s.complete, s.shadowed), (Some(502), true, false));
+
+    // The master dies halfway through its body: what was sent, not complete.
+    let cut = TestBackend::start(|conn, _| {
+        let mut buf = Vec::new();
+        read_request(conn, &mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf");
+    });
+    let p = ProxySpec::new(cut.addr, &[]).start();
+    let mut c = Client::connect(p.addr);
+    c.send(GET);
+    let s = p.served();
+    assert_eq!((s.status, s.body_bytes, s.complete), (Some(200), 4, false));
+
+    // A client that stops reading a large answer is cut: what reached it.
+    const BIG: usize = 32 << 20;
+    let big = TestBackend::http(|_| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+        r.resize(r.len() + BIG, b'x');
+        r
+    });
+    let p = ProxySpec::new(big.addr, &[])
+        .tweak(|c| c.client_idle_timeout = Duration::from_millis(300))
+        .start();
+    let mut c = Client::connect(p.addr);
+    c.send(GET);
+    let s = p.served();
+    assert_eq!((s.status, s.complete), (Some(200), false));
+    assert!(s.body_bytes < BIG as u64, "{s:?}");
+    drop(c);
+
+    // A head the proxy rejects: no request, its 400.
+    assert_eq!(roundtrip(p.addr, b"BAD\r\n\r\n").status, 400);
+    let s = p.served();
+    assert_eq!((s.id, s.target, s.status, s.complete), (0, None, Some(400), true));
+}

@@ -987,3 +987,57 @@ fn a_backlog_of_connections_closed_at_once_is_accepted_without_recursion() {
     stop.stop(ShutdownMode::Graceful);
     loop_thread.join().unwrap();
 }
+
+#[test]
+fn a_to_host_name_is_looked_up_again_and_later_connections_follow_it() {
+    let (old, new) = (echo(), greeter());
+    let cfg = config::parse(
+        &format!(
+            "resolve_interval = \"100ms\"\n[[rule]]\nname = \"all\"\ndefault = true\nto = [\"localhost:{}\"]\n",
+            old.addr.port()
+        ),
+        "routes.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.rules.names.len(), 1, "localhost is a name, looked up again");
+    // The test's resolver: the name has moved to the greeter.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let seen = asked.clone();
+    let moved = new.addr;
+    let lookup: kage::runtime::resolve::Lookup = Arc::new(move |host_port: &str| {
+        assert!(host_port.starts_with("localhost:"), "{host_port}");
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![moved])
+    });
+    let mut relay = Relay::with_lookup(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules, lookup).unwrap();
+    let addr = relay.local_addr();
+    let mut server = Server::new().unwrap();
+    let stop = server.stop_handle();
+    let loop_thread = thread::spawn(move || server.run(&mut [&mut relay], 1).unwrap());
+    // Routed before the move: the echo.
+    let mut before = connect(addr);
+    before.write_all(b"one").unwrap();
+    assert_eq!(read_exact(&mut before, 3), b"one");
+    let t = Instant::now();
+    while asked.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < QUICK, "the name was looked up again");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // A new connection goes to the new address (it greets first)...
+    let t = Instant::now();
+    loop {
+        let mut after = connect(addr);
+        after.write_all(b"x").unwrap();
+        if read_exact(&mut after, 1) == b"2" {
+            break;
+        }
+        assert!(t.elapsed() < QUICK, "later connections follow the new address");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // ...while the one routed before stays where it is.
+    before.write_all(b"two").unwrap();
+    assert_eq!(read_exact(&mut before, 3), b"two");
+    drop(before);
+    stop.stop(ShutdownMode::Fast);
+    loop_thread.join().unwrap();
+}

@@ -12,12 +12,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::access::AccessFormat;
 use crate::app::policy::{Route, Sticky};
 use crate::compare::{PathPattern, PathRule, Rules};
 use crate::proxy::{Backend, BackendTls, DEFAULT_BACKEND_TIMEOUT, KeepAlive, Role};
 use crate::route::Matcher;
+use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
 use crate::tls::{CertFiles, ServerTls, read_certs};
-use crate::values::{backend_tls_host, line_of, parse_duration, parse_size, resolve, resolve_backend, toml_error};
+use crate::values::{
+    backend_dns_name, backend_tls_host, line_of, parse_duration, parse_size, resolve, resolve_backend, toml_error,
+};
 
 /// What a `kage.toml` says; `None` where it says nothing.
 #[derive(Debug, Clone, Default)]
@@ -52,10 +56,16 @@ pub struct FileConfig {
     pub capture_cap: Option<usize>,
     /// `pool_idle_timeout`.
     pub pool_idle_timeout: Option<Duration>,
+    /// `resolve_interval`.
+    pub resolve_interval: Option<Duration>,
     /// `diff_log`.
     pub diff_log: Option<PathBuf>,
     /// `diff_log_bodies`.
     pub diff_log_bodies: Option<bool>,
+    /// `access_log`.
+    pub access_log: Option<PathBuf>,
+    /// `access_log_format`.
+    pub access_log_format: Option<AccessFormat>,
     /// `metrics`.
     pub metrics: Option<SocketAddr>,
     /// `[[route]]` entries, in order.
@@ -105,11 +115,14 @@ struct Raw {
     forward_client_ip: Option<bool>,
     pool_idle: Option<Spanned<i64>>,
     pool_idle_timeout: Option<Spanned<String>>,
+    resolve_interval: Option<Spanned<String>>,
     /// A byte count or a size string (`"1MiB"`).
     shadow_body_window: Option<Spanned<toml::Value>>,
     capture_cap: Option<Spanned<toml::Value>>,
     diff_log: Option<String>,
     diff_log_bodies: Option<bool>,
+    access_log: Option<String>,
+    access_log_format: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     master: Option<Spanned<RawBackend>>,
     #[serde(default)]
@@ -217,6 +230,16 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
             )),
         }
     };
+    let access_log_format = match &raw.access_log_format {
+        Some(s) => Some(AccessFormat::parse(s.get_ref()).ok_or_else(|| {
+            format!(
+                "{}: access_log_format = {:?}: expected \"combined\" or \"json\"",
+                at(s.span()),
+                s.get_ref()
+            )
+        })?),
+        None => None,
+    };
     let keep_alive = raw
         .keep_alive
         .as_ref()
@@ -249,6 +272,7 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
                 )
             })?;
         let mut b = Backend::new(name.clone(), addr, role);
+        b.dns_name = r.address.as_ref().and_then(|s| backend_dns_name(s.get_ref()));
         let https = r.address.as_ref().and_then(|a| backend_tls_host(a.get_ref()));
         match https {
             Some(host) => {
@@ -430,8 +454,23 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         shadow_body_window: size(&raw.shadow_body_window, "shadow_body_window")?,
         capture_cap: size(&raw.capture_cap, "capture_cap")?,
         pool_idle_timeout: duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
+        resolve_interval: match (
+            duration(&raw.resolve_interval, "resolve_interval")?,
+            &raw.resolve_interval,
+        ) {
+            (Some(d), Some(s)) if d < MIN_RESOLVE_INTERVAL => {
+                return Err(format!(
+                    "{}: resolve_interval = {:?}: expected at least {MIN_RESOLVE_INTERVAL:?}",
+                    at(s.span()),
+                    s.get_ref()
+                ));
+            }
+            (d, _) => d,
+        },
         diff_log: raw.diff_log.map(PathBuf::from),
         diff_log_bodies: raw.diff_log_bodies,
+        access_log: raw.access_log.map(PathBuf::from),
+        access_log_format,
         metrics: address(&raw.metrics, "metrics")?,
         routes,
         rules,
@@ -449,10 +488,13 @@ shadow_max_inflight = 64
 forward_client_ip = true
 pool_idle = 64
 pool_idle_timeout = "30s"
+resolve_interval = "30s"            # backend host names looked up again
 shadow_body_window = "1MiB"         # a shadow further behind the request body is cut
 capture_cap = "1MiB"                # response bytes kept for comparison and the log
 diff_log = "/var/log/kage/diff.jsonl"
 diff_log_bodies = false             # true: record bodies for kage replay
+access_log = "/var/log/kage/access.log"
+access_log_format = "combined"      # or "json"
 metrics = "127.0.0.1:9100"
 # backend_ca = "/etc/kage/internal-ca.pem" # trusted for every https:// backend
 
@@ -515,6 +557,9 @@ mod tests {
         let c = parse(EXAMPLE, "kage.toml").unwrap();
         let http = parse("[master]\naddress = \"http://127.0.0.1:9000/\"", "kage.toml").unwrap();
         assert_eq!(http.master.unwrap().addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.resolve_interval, Some(Duration::from_secs(30)));
+        let named = parse("[master]\naddress = \"http://localhost:9000/\"", "kage.toml").unwrap();
+        assert_eq!(named.master.unwrap().dns_name.as_deref(), Some("localhost:9000"));
         assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(c.keep_alive, Some(KeepAlive::Always));
         let master = c.master.unwrap();
@@ -585,6 +630,10 @@ mod tests {
             (
                 "[compare]\nignore_json = [\"items\"]",
                 "kage.toml:2: [compare] ignore_json: JSON path",
+            ),
+            (
+                "\nresolve_interval = \"50ms\"",
+                "kage.toml:2: resolve_interval = \"50ms\": expected at least 100ms",
             ),
             (
                 "client_timeout = \"5\"",

@@ -1,11 +1,10 @@
 //! The diff log: one JSON object per line for each shadowed exchange,
 //! appended to a file (reopened on request, for log rotation) or stdout.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -14,6 +13,7 @@ use super::{Difference, Verdict};
 use base64::Engine as _;
 
 use crate::proxy::{BackendReport, Exchange, Role};
+use crate::runtime::logfile::LogFile;
 
 /// One line of the diff log.
 #[derive(Debug, Clone, Serialize)]
@@ -154,71 +154,32 @@ impl Record {
 
 /// Where the diff log goes.
 pub struct DiffLog {
-    path: Option<PathBuf>,
-    file: Option<File>,
-    reopen: Arc<AtomicBool>,
+    out: LogFile,
     line: Vec<u8>,
-    failing: bool,
 }
 
 impl DiffLog {
     /// Appends to `path` (created if missing); `-` is stdout.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let (path, file) = if path == Path::new("-") {
-            (None, None)
-        } else {
-            (Some(path.to_path_buf()), Some(append(path)?))
-        };
         Ok(DiffLog {
-            path,
-            file,
-            reopen: Arc::new(AtomicBool::new(false)),
+            out: LogFile::open(path, "diff log")?,
             line: Vec::new(),
-            failing: false,
         })
     }
 
     /// Set it (from a SIGHUP handler, say) to have the file reopened
     /// before the next line: log rotation.
     pub fn reopen_flag(&self) -> Arc<AtomicBool> {
-        self.reopen.clone()
+        self.out.reopen_flag()
     }
 
     /// Writes one line; a failure is logged once until writing works again.
     pub fn write(&mut self, record: &Record) {
-        if self.reopen.swap(false, Ordering::Relaxed) {
-            if let Some(path) = &self.path {
-                match append(path) {
-                    Ok(f) => self.file = Some(f),
-                    Err(e) => log::warn!(
-                        "cannot reopen the diff log {}: {e}; keeping the old file",
-                        path.display()
-                    ),
-                }
-            }
-        }
         self.line.clear();
         if serde_json::to_writer(&mut self.line, record).is_err() {
             return;
         }
         self.line.push(b'\n');
-        // One write per line: a reader never sees half a record.
-        let result = match self.file.as_mut() {
-            Some(f) => f.write_all(&self.line),
-            None => io::stdout().lock().write_all(&self.line),
-        };
-        match result {
-            Ok(()) => self.failing = false,
-            Err(e) if !self.failing => {
-                self.failing = true;
-                let name = self.path.as_ref().map_or("stdout".into(), |p| p.display().to_string());
-                log::warn!("cannot write the diff log {name}: {e}");
-            }
-            Err(_) => {}
-        }
+        self.out.write(&self.line);
     }
-}
-
-fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }

@@ -26,6 +26,7 @@ mod tally;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -34,9 +35,10 @@ pub use self::json::{JsonDifference, MAX_JSON_DIFFERENCES, MAX_VALUE_CHARS};
 pub use self::log::{BackendLine, DiffLog, Message, Record, Recorded};
 pub use self::rules::{DEFAULT_IGNORED_HEADERS, FRAMING_HEADERS, PathPattern, PathRule, Rules};
 pub use self::tally::{Tally, render as render_summary};
+use crate::access::AccessLog;
 use crate::http::HeadRewrite;
 use crate::metrics::{Source, label};
-use crate::proxy::{Backend, BackendReport, DIGEST_BLOCK, Exchange, Hooks, Outcome, Request, Role, Selection};
+use crate::proxy::{Backend, BackendReport, DIGEST_BLOCK, Exchange, Hooks, Outcome, Request, Role, Selection, Served};
 
 /// What part of a response differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -474,6 +476,7 @@ pub struct Compare<H> {
     rules: Rules,
     control: Option<String>,
     log: Option<DiffLog>,
+    access: Option<AccessLog>,
     bodies: bool,
     summary: Summary,
     stats: Arc<CompareStats>,
@@ -487,6 +490,7 @@ impl<H: Hooks> Compare<H> {
             rules,
             control: None,
             log: None,
+            access: None,
             bodies: false,
             summary: Summary::default(),
             stats: Arc::default(),
@@ -504,6 +508,17 @@ impl<H: Hooks> Compare<H> {
     pub fn with_log(mut self, log: DiffLog) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// Writes one line per request to `log`, with the shadows' verdicts.
+    pub fn with_access_log(mut self, log: AccessLog) -> Self {
+        self.access = Some(log);
+        self
+    }
+
+    /// The access log, if any.
+    pub fn access_log(&mut self) -> Option<&mut AccessLog> {
+        self.access.as_mut()
     }
 
     /// Records the request and the master's response in each log line
@@ -531,6 +546,7 @@ impl<H: Hooks> Compare<H> {
     /// Compares one exchange: the record the diff log gets.
     pub fn evaluate(&mut self, exchange: &Exchange<'_>) -> Option<Record> {
         let (verdicts, differences) = self.judge(exchange)?;
+        self.tell_access_log(exchange, &verdicts);
         let mut record = Record::new(exchange, &verdicts, self.control.as_deref(), differences);
         if self.bodies {
             if let Some(master) = exchange.master() {
@@ -538,6 +554,17 @@ impl<H: Hooks> Compare<H> {
             }
         }
         Some(record)
+    }
+
+    /// Completes the exchange's access log line with its verdicts (none
+    /// without a master to compare with).
+    fn tell_access_log(&mut self, exchange: &Exchange<'_>, verdicts: &[(usize, Verdict)]) {
+        if let Some(access) = self.access.as_mut() {
+            let named = verdicts
+                .iter()
+                .filter_map(|(b, v)| exchange.backends.get(*b).map(|b| (b.name.as_str(), v.as_str())));
+            access.verdicts(exchange.id, named);
+        }
     }
 
     /// Compares and counts; the verdicts (by backend index) and the
@@ -590,12 +617,39 @@ impl<H: Hooks> Hooks for Compare<H> {
     fn backends_finished(&mut self, exchange: &Exchange<'_>) {
         // A record is built only for a log to write it to.
         if self.log.is_none() {
-            self.judge(exchange);
-        } else if let Some(record) = self.evaluate(exchange) {
-            if let Some(log) = self.log.as_mut() {
-                log.write(&record);
+            let verdicts = self.judge(exchange).map(|(v, _)| v).unwrap_or_default();
+            self.tell_access_log(exchange, &verdicts);
+        } else {
+            match self.evaluate(exchange) {
+                Some(record) => {
+                    if let Some(log) = self.log.as_mut() {
+                        log.write(&record);
+                    }
+                }
+                None => self.tell_access_log(exchange, &[]),
             }
         }
         self.inner.backends_finished(exchange);
+    }
+
+    fn request_done(&mut self, served: &Served<'_>) {
+        if let Some(access) = self.access.as_mut() {
+            access.served(served);
+        }
+        self.inner.request_done(served);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mine = self.access.as_ref().and_then(AccessLog::next_deadline);
+        [mine, self.inner.next_deadline()].into_iter().flatten().min()
+    }
+
+    fn on_deadline(&mut self, now: Instant) {
+        if let Some(access) = self.access.as_mut() {
+            access.on_deadline(now);
+        }
+        if self.inner.next_deadline().is_some_and(|t| t <= now) {
+            self.inner.on_deadline(now);
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Method;
+use crate::runtime::resolve::{DEFAULT_RESOLVE_INTERVAL, MIN_RESOLVE_INTERVAL};
 use crate::tls::CertFiles;
 
 /// Default for [`Config::client_timeout`] (nginx's `client_header_timeout`
@@ -93,8 +94,14 @@ impl Role {
 pub struct Backend {
     /// Name used in logs, hooks and reports.
     pub name: String,
-    /// Where it listens.
+    /// Where it listens. With [`dns_name`](Self::dns_name) set, the proxy
+    /// changes it when the name resolves to another address.
     pub addr: SocketAddr,
+    /// The `HOST:PORT` it was given as, when HOST is a name (not an IP
+    /// literal): looked up again every [`Config::resolve_interval`] and
+    /// after connect failures (see [`crate::runtime::resolve`]). `None`
+    /// keeps [`addr`](Self::addr) for good.
+    pub dns_name: Option<String>,
     /// Master or shadow.
     pub role: Role,
     /// Connect, first response byte, and idle between reads.
@@ -151,6 +158,7 @@ impl Backend {
         Backend {
             name: name.into(),
             addr,
+            dns_name: None,
             role,
             timeout: DEFAULT_BACKEND_TIMEOUT,
             set_headers: Vec::new(),
@@ -214,6 +222,10 @@ pub struct Config {
     /// shadow thus gets a bounded share of the traffic instead of slowing
     /// the proxy. Applies when the master is selected.
     pub shadow_max_inflight: usize,
+    /// How often the backends' host names ([`Backend::dns_name`]) are
+    /// looked up again (at least
+    /// [`MIN_RESOLVE_INTERVAL`](crate::runtime::resolve::MIN_RESOLVE_INTERVAL)).
+    pub resolve_interval: Duration,
     /// The listener's certificates (HTTPS; empty: plain HTTP). The first is
     /// offered when the client's SNI matches none.
     pub tls: Vec<CertFiles>,
@@ -239,6 +251,7 @@ impl Config {
             keep_alive: KeepAlive::MasterOnly,
             forward_client_ip: false,
             shadow_max_inflight: DEFAULT_SHADOW_MAX_INFLIGHT,
+            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
             tls: Vec::new(),
             backend_ca: Vec::new(),
         }
@@ -281,6 +294,12 @@ impl Config {
             .find(|b| b.max_rps.is_some_and(|r| !(r.is_finite() && r > 0.0)))
         {
             return Err(format!("max_rps of {:?} must be a positive number", b.name));
+        }
+        if self.resolve_interval < MIN_RESOLVE_INTERVAL {
+            return Err(format!(
+                "resolve_interval must be at least {MIN_RESOLVE_INTERVAL:?}, {:?} given",
+                self.resolve_interval
+            ));
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The user's callbacks, and what they are shown.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::config::{Backend, DEFAULT_SHADOW_METHODS, Role};
 use crate::http::{HeadRewrite, Method, RequestHead, ResponseHead, Version};
@@ -299,6 +299,32 @@ impl Exchange<'_> {
     }
 }
 
+/// How one request ended for its client: what an access log line says.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    /// The exchange id (as in [`Exchange::id`]); 0 when no request head
+    /// was read (a bad head, or a 408).
+    pub id: u64,
+    /// The request, when its head was read.
+    pub request: Option<Request<'a>>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The status sent to the client; `None` when no response head was
+    /// sent (the client left first).
+    pub status: Option<u16>,
+    /// Response body bytes written to the client (heads not counted).
+    pub body_bytes: u64,
+    /// From the first byte of the request head (or the accept, for a
+    /// connection's first request) to its last response byte written.
+    pub duration: Duration,
+    /// The whole response reached the client (false: it left, or the
+    /// backend failed partway).
+    pub complete: bool,
+    /// Shadows were sent this request: [`Hooks::backends_finished`] comes
+    /// with the same id, before or after this.
+    pub shadowed: bool,
+}
+
 /// The user's callbacks. Every method has a default.
 pub trait Hooks {
     /// Which backends a request goes to; called for every request. The
@@ -317,6 +343,23 @@ pub trait Hooks {
     /// out), for every exchange with more than one backend.
     fn backends_finished(&mut self, exchange: &Exchange<'_>) {
         let _ = exchange;
+    }
+
+    /// Called once per request when the client's response is over (sent
+    /// whole, cut, or answered by the proxy itself), for an access log.
+    fn request_done(&mut self, served: &Served<'_>) {
+        let _ = served;
+    }
+
+    /// When the hooks want [`on_deadline`](Self::on_deadline) called (to
+    /// flush a buffered log, say); folded into the proxy's next deadline.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called once [`next_deadline`](Self::next_deadline) has passed.
+    fn on_deadline(&mut self, now: Instant) {
+        let _ = now;
     }
 }
 

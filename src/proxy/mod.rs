@@ -37,6 +37,7 @@ use crate::runtime::hot::Hot;
 use crate::runtime::listen::Acceptor;
 pub use crate::runtime::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
 use crate::runtime::pipe::PipePool;
+use crate::runtime::resolve::{self, Change, Lookup, Names};
 pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
 pub use crate::runtime::sweep::SWEEP_INTERVAL;
 use crate::runtime::sweep::Sweep;
@@ -52,7 +53,7 @@ pub use config::{
     DEFAULT_SHADOW_MAX_INFLIGHT, DEFAULT_SHADOW_METHODS, KeepAlive, MAX_BACKENDS, MAX_CONNECTIONS_LIMIT, Role,
 };
 pub use digest::{BodyDigest, DIGEST_BLOCK, MAX_DIGEST_BLOCKS, MAX_INFLATED};
-pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, default_selection};
+pub use hooks::{BackendReport, DefaultHooks, Exchange, Hooks, Outcome, Request, Selection, Served, default_selection};
 pub use parked::{KEEP_BACKEND_WHILE_IDLE, MIN_KEPT_PER_BACKEND};
 pub use pool::{DEFAULT_POOL_IDLE_PER_BACKEND, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use session::{CLIENT_BUFFER, MAX_SPARE_SESSIONS};
@@ -131,6 +132,8 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
     probe: Option<Probe>,
     /// When to look at the probe (or whether one is wanted) next.
     probe_at: Instant,
+    /// The backends' host names, looked up again on the resolver thread.
+    names: Names,
     /// The listener's TLS, when it speaks HTTPS.
     tls: Option<ServerTls>,
     /// Per backend, how to open TLS to it (HTTPS backends).
@@ -138,8 +141,16 @@ pub struct Proxy<H: Hooks = DefaultHooks> {
 }
 
 impl<H: Hooks> Proxy<H> {
-    /// Checks `cfg` and binds its listen address.
+    /// Checks `cfg` and binds its listen address. Backends with a
+    /// [`Backend::dns_name`] are looked up again with the system's resolver
+    /// on a thread of the proxy's own (see [`crate::runtime::resolve`]).
     pub fn new(cfg: Config, hooks: H) -> io::Result<Self> {
+        Self::with_lookup(cfg, hooks, resolve::system_lookup())
+    }
+
+    /// Like [`new`](Self::new), with `lookup` to look the backends' host
+    /// names up again (a test's own resolver, say).
+    pub fn with_lookup(cfg: Config, hooks: H, lookup: Lookup) -> io::Result<Self> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
@@ -149,8 +160,23 @@ impl<H: Hooks> Proxy<H> {
         };
         let connectors = connectors(&cfg).map_err(invalid)?;
         let acceptor = Acceptor::bind(cfg.listen)?;
-        let pools = Pools::new(cfg.backends.len(), cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
+        let addrs = cfg.backends.iter().map(|b| b.addr).collect();
+        let pools = Pools::new(addrs, cfg.pool_idle_per_backend, cfg.pool_idle_timeout);
         let now = Instant::now();
+        let named = cfg
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(index, b)| {
+                Some(resolve::Name {
+                    index,
+                    label: b.name.clone(),
+                    host_port: b.dns_name.clone()?,
+                    addr: b.addr,
+                })
+            })
+            .collect();
+        let resolver = Names::new(named, cfg.resolve_interval, lookup, now)?;
         let names = cfg.backends.iter().map(|b| b.name.clone()).collect();
         let stats = Arc::new(Stats::new(names, cfg.master(), now));
         let mut backlog = Backlog::new(stats.clone(), &cfg, now);
@@ -177,6 +203,7 @@ impl<H: Hooks> Proxy<H> {
             pool: BufferPool::default(),
             probe: None,
             probe_at: now + READY_PROBE_CHECK,
+            names: resolver,
         })
     }
 
@@ -235,6 +262,12 @@ impl<H: Hooks> Proxy<H> {
     /// [`Config::shadow_max_inflight`].
     pub fn dropped(&self, index: usize) -> u64 {
         self.stats.dropped(index)
+    }
+
+    /// Where backend `index` is reached now (its host name may have
+    /// resolved anew since start).
+    pub fn backend_addr(&self, index: usize) -> Option<SocketAddr> {
+        self.cfg.backends.get(index).map(|b| b.addr)
     }
 
     /// The counters, to share with a [`crate::metrics::Endpoint`].
@@ -343,7 +376,12 @@ impl<H: Hooks> Proxy<H> {
             self.force_close_at,
             self.pools.deadline(),
             self.backlog.deadline(),
+            self.hooks.next_deadline(),
             (!self.draining).then_some(self.probe_at),
+            match self.draining {
+                false => self.names.deadline(|b| self.stats.connect_failed(b)),
+                true => None,
+            },
         ]
         .into_iter()
         .flatten()
@@ -374,6 +412,13 @@ impl<H: Hooks> Proxy<H> {
         }
         self.pools.expire(now);
         self.probe_master(now);
+        if self.hooks.next_deadline().is_some_and(|t| t <= now) {
+            self.hooks.on_deadline(now);
+        }
+        let stats = &self.stats;
+        for change in self.names.tick(now, |b| stats.take_connect_failed(b)) {
+            self.retarget(registry, change);
+        }
         if self.force_close_at.is_some_and(|t| t <= now) {
             self.force_close_at = None;
             let open = self.sessions.len();
@@ -461,6 +506,33 @@ impl<H: Hooks> Proxy<H> {
     /// Shut down and every connection closed.
     pub fn is_done(&self) -> bool {
         self.draining && self.sessions.is_empty() && self.backlog.len() == 0
+    }
+
+    /// Backend `change.index` is at `change.new` from now on. Exchanges in
+    /// flight finish on their connections; idle ones to the old address
+    /// close: pooled and kept ones now, a session's own when it is met.
+    fn retarget(&mut self, registry: &Registry, change: Change) {
+        let b = change.index;
+        let Some(backend) = self.cfg.backends.get_mut(b) else {
+            return;
+        };
+        backend.addr = change.new;
+        self.pools.retarget(b, change.new);
+        let mut dropped = 0;
+        for (_, conn) in self.sessions.iter_mut() {
+            if let Slot::Parked(p) = conn {
+                if p.drop_kept(b, registry) {
+                    uncount(&mut self.kept, Some(b));
+                    dropped += 1;
+                }
+            }
+        }
+        if dropped > 0 {
+            debug!(
+                "backend {}: {dropped} kept connection(s) to {} closed",
+                self.cfg.backends[b].name, change.old
+            );
+        }
     }
 
     /// Looks at the readiness probe under way, or opens one when `/readyz`
@@ -566,7 +638,7 @@ impl<H: Hooks> Proxy<H> {
         if let Slot::Parked(p) = std::mem::replace(conn, Slot::Live(session)) {
             uncount(&mut self.kept, p.kept_backend());
             if let Slot::Live(s) = conn {
-                s.revive(p);
+                s.revive(p, &self.cfg);
             }
         }
     }
@@ -585,7 +657,7 @@ impl<H: Hooks> Proxy<H> {
         match conn {
             Slot::Parked(p) => {
                 uncount(&mut self.kept, p.kept_backend());
-                p.close(registry, &mut self.pools, now)
+                p.close(&self.cfg, registry, &mut self.pools, now)
             }
             Slot::Live(s) => s.close_all(
                 registry,
@@ -673,12 +745,13 @@ impl<H: Hooks> Proxy<H> {
         s.release_buffers(&mut self.pool);
         if !self.draining && s.can_park() {
             let master = self.cfg.master();
-            if let Some(mut p) = s.park(master, registry, &mut self.pool, &mut self.pools, now) {
+            let master_addr = self.cfg.backends[master].addr;
+            if let Some(mut p) = s.park(master, master_addr, registry, &mut self.pool, &mut self.pools, now) {
                 if let Some(b) = p.kept_backend() {
                     if self.kept[b] < self.cfg.pool_idle_per_backend.max(MIN_KEPT_PER_BACKEND) {
                         self.kept[b] += 1;
                     } else {
-                        p.hand_back(registry, &mut self.pools, now);
+                        p.hand_back(&self.cfg, registry, &mut self.pools, now);
                     }
                 }
                 self.sweep.note(Some(p.deadline(&self.cfg)));

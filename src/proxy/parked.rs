@@ -125,22 +125,38 @@ impl Parked {
     /// own deadlines close it (the same instant, the same log line).
     pub(crate) fn on_timeout(&mut self, cfg: &Config, registry: &Registry, pools: &mut Pools, now: Instant) -> bool {
         if now >= self.since + KEEP_BACKEND_WHILE_IDLE {
-            self.hand_back(registry, pools, now);
+            self.hand_back(cfg, registry, pools, now);
         }
         now >= self.since + self.timeout(cfg)
     }
 
-    /// Gives the kept backend connection to the shared pool.
-    pub(crate) fn hand_back(&mut self, registry: &Registry, pools: &mut Pools, now: Instant) {
+    /// Gives the kept backend connection to the shared pool (at
+    /// `cfg`'s address of its backend: a kept connection is always there,
+    /// see [`drop_kept`](Self::drop_kept)).
+    pub(crate) fn hand_back(&mut self, cfg: &Config, registry: &Registry, pools: &mut Pools, now: Instant) {
         if let Some(mut kept) = self.kept.take() {
             let _ = registry.deregister(&mut kept.sock);
-            pools.give(kept.backend, kept.sock, now);
+            if let Some(b) = cfg.backends.get(kept.backend) {
+                pools.give(kept.backend, kept.sock, b.addr, now);
+            }
+        }
+    }
+
+    /// Closes the kept connection when it goes to `backend` (whose address
+    /// just changed); true when it did.
+    pub(crate) fn drop_kept(&mut self, backend: usize, registry: &Registry) -> bool {
+        match self.kept.take_if(|k| k.backend == backend) {
+            Some(mut kept) => {
+                let _ = registry.deregister(&mut kept.sock);
+                true
+            }
+            None => false,
         }
     }
 
     /// Closes the client (and the kept connection, which goes to the pool).
-    pub(crate) fn close(mut self, registry: &Registry, pools: &mut Pools, now: Instant) {
-        self.hand_back(registry, pools, now);
+    pub(crate) fn close(mut self, cfg: &Config, registry: &Registry, pools: &mut Pools, now: Instant) {
+        self.hand_back(cfg, registry, pools, now);
         let _ = registry.deregister(&mut self.client);
     }
 }

@@ -8,8 +8,14 @@
 //! dropped. A connection that still turns out stale fails before any
 //! response byte and is retried once on a fresh connection, for
 //! idempotent requests only (the session's retry rule).
+//!
+//! The pools know each backend's address in use: when a backend's host
+//! name resolves to another one ([`Pools::retarget`]), its idle
+//! connections are closed, and a connection to the old address handed in
+//! later (an exchange that was in flight) is closed instead of kept.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::runtime::net::Readiness;
@@ -28,6 +34,8 @@ struct Idle {
 /// One queue of idle connections per backend, oldest first.
 pub(crate) struct Pools {
     idle: Vec<VecDeque<Idle>>,
+    /// Each backend's address in use: only connections to it are kept.
+    addrs: Vec<SocketAddr>,
     cap: usize,
     timeout: Duration,
     /// Shutting down: nothing is pooled any more.
@@ -35,19 +43,22 @@ pub(crate) struct Pools {
 }
 
 impl Pools {
-    pub(crate) fn new(backends: usize, cap: usize, timeout: Duration) -> Self {
+    /// Pools for backends at `addrs`.
+    pub(crate) fn new(addrs: Vec<SocketAddr>, cap: usize, timeout: Duration) -> Self {
         Pools {
-            idle: (0..backends).map(|_| VecDeque::new()).collect(),
+            idle: addrs.iter().map(|_| VecDeque::new()).collect(),
+            addrs,
             cap,
             timeout,
             closed: false,
         }
     }
 
-    /// Keeps an idle connection to backend `b` (already deregistered); the
-    /// oldest goes when the pool is full.
-    pub(crate) fn give(&mut self, b: usize, sock: Stream, now: Instant) {
-        if self.closed || self.cap == 0 {
+    /// Keeps an idle connection to backend `b` at `addr` (already
+    /// deregistered); the oldest goes when the pool is full. One to an
+    /// address the backend no longer has is closed.
+    pub(crate) fn give(&mut self, b: usize, sock: Stream, addr: SocketAddr, now: Instant) {
+        if self.closed || self.cap == 0 || self.addrs.get(b) != Some(&addr) {
             return;
         }
         let Some(q) = self.idle.get_mut(b) else { return };
@@ -72,6 +83,14 @@ impl Pools {
             }
         }
         None
+    }
+
+    /// Backend `b` is at `addr` from now on: its idle connections close.
+    pub(crate) fn retarget(&mut self, b: usize, addr: SocketAddr) {
+        if let (Some(a), Some(q)) = (self.addrs.get_mut(b), self.idle.get_mut(b)) {
+            *a = addr;
+            q.clear();
+        }
     }
 
     /// Idle connections to backend `b` now.

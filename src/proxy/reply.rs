@@ -2,7 +2,7 @@
 
 /// Appends a complete error response that closes the connection.
 pub(crate) fn error(status: u16, detail: &str, out: &mut Vec<u8>) {
-    let body_len = detail.len() + 1;
+    let body_len = body_len(detail);
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n",
         phrase(status)
@@ -10,6 +10,11 @@ pub(crate) fn error(status: u16, detail: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(detail.as_bytes());
     out.push(b'\n');
+}
+
+/// The body length of [`error`]'s answer with `detail`.
+pub(crate) fn body_len(detail: &str) -> usize {
+    detail.len() + 1
 }
 
 /// The standard reason phrase of the codes the proxy sends.

@@ -67,6 +67,9 @@ struct PerBackend {
     /// Complete responses: request sent to last byte.
     latency: Histogram,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    /// A connect failed since the proxy last looked (it may look the
+    /// backend's host name up again).
+    connect_failed: AtomicBool,
 }
 
 /// The proxy's counters per backend (requests by outcome, response times,
@@ -141,12 +144,32 @@ impl Stats {
     /// Notes how a connect to backend `b` ended (only the master's count
     /// for readiness).
     pub(crate) fn connected(&self, b: usize, ok: bool, now: Instant) {
+        if !ok {
+            if let Some(p) = self.per.get(b) {
+                p.connect_failed.store(true, Ordering::Relaxed);
+            }
+        }
         if b != self.master {
             return;
         }
         let at = self.clock(now);
         let slot = if ok { &self.master_ok_us } else { &self.master_failed_us };
         slot.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// A connect to backend `b` failed since the last
+    /// [`take_connect_failed`](Self::take_connect_failed).
+    pub(crate) fn connect_failed(&self, b: usize) -> bool {
+        self.per
+            .get(b)
+            .is_some_and(|p| p.connect_failed.load(Ordering::Relaxed))
+    }
+
+    /// The same, forgotten.
+    pub(crate) fn take_connect_failed(&self, b: usize) -> bool {
+        self.per
+            .get(b)
+            .is_some_and(|p| p.connect_failed.swap(false, Ordering::Relaxed))
     }
 
     pub(crate) fn set_listening(&self, on: bool) {

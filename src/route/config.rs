@@ -12,8 +12,9 @@ use super::settings::Settings;
 pub use super::settings::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_MAX_PEEK, DEFAULT_PEEK_TIMEOUT, MAX_MAX_PEEK,
 };
-use super::{Action, Matcher, Rule, Rules};
-use crate::values::{line_of, parse_duration, parse_size, resolve, toml_error};
+use super::{Action, Matcher, NamedTarget, Rule, Rules};
+use crate::runtime::resolve::{DEFAULT_RESOLVE_INTERVAL, MIN_RESOLVE_INTERVAL};
+use crate::values::{backend_dns_name, line_of, parse_duration, parse_size, resolve, toml_error};
 
 /// A loaded router configuration.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct RouteConfig {
     pub peek_timeout: Duration,
     /// Bytes buffered before a decision; past it the default rule applies.
     pub max_peek: usize,
+    /// How often `to` host names are looked up again.
+    pub resolve_interval: Duration,
     /// The rules and the default.
     pub rules: Rules,
 }
@@ -41,6 +44,7 @@ impl RouteConfig {
             inactivity_timeout: self.inactivity_timeout,
             peek_timeout: self.peek_timeout,
             max_peek: self.max_peek,
+            resolve_interval: self.resolve_interval,
             ..Settings::new(listen)
         }
     }
@@ -53,6 +57,7 @@ struct RawConfig {
     connect_timeout: Option<Spanned<String>>,
     inactivity_timeout: Option<Spanned<String>>,
     peek_timeout: Option<Spanned<String>>,
+    resolve_interval: Option<Spanned<String>>,
     /// A byte count or a size string (`"16KiB"`).
     max_peek: Option<Spanned<toml::Value>>,
     #[serde(default)]
@@ -120,13 +125,22 @@ pub fn parse(text: &str, file: &str) -> Result<RouteConfig, String> {
             .map(|n| n.get_ref().clone())
             .unwrap_or_else(|| format!("rule{}", rules.rules.len() + 1));
         let action = rule_action(r, &name, &here, &at)?;
+        let is_default = r.default.as_ref().is_some_and(|d| *d.get_ref());
+        for (pos, a) in r.to.iter().flat_map(|to| to.get_ref().iter()).enumerate() {
+            if let Some(host_port) = backend_dns_name(a.get_ref()) {
+                rules.names.push(NamedTarget {
+                    rule: (!is_default).then_some(rules.rules.len()),
+                    pos,
+                    host_port,
+                });
+            }
+        }
         let matchers = [
             r.regex.is_some(),
             r.http_host.is_some(),
             r.tls_sni.is_some(),
             r.prefix.is_some(),
         ];
-        let is_default = r.default.as_ref().is_some_and(|d| *d.get_ref());
         let count = matchers.iter().filter(|m| **m).count() + usize::from(is_default);
         if count != 1 {
             return Err(format!(
@@ -166,6 +180,15 @@ pub fn parse(text: &str, file: &str) -> Result<RouteConfig, String> {
         )?,
         peek_timeout: duration(&raw.peek_timeout, "peek_timeout", DEFAULT_PEEK_TIMEOUT)?,
         max_peek,
+        resolve_interval: match duration(&raw.resolve_interval, "resolve_interval", DEFAULT_RESOLVE_INTERVAL)? {
+            d if d < MIN_RESOLVE_INTERVAL => {
+                return Err(format!(
+                    "{}: resolve_interval: expected at least {MIN_RESOLVE_INTERVAL:?}",
+                    raw.resolve_interval.as_ref().map_or(String::new(), |s| at(s.span()))
+                ));
+            }
+            d => d,
+        },
         rules,
     })
 }

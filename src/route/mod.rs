@@ -40,7 +40,7 @@ pub use crate::runtime::listen::LISTEN_BACKLOG;
 pub use crate::runtime::pipe::{BULK_READ, MAX_IDLE_PIPES, MAX_PIPES, PIPE_FD_SHARE, PIPE_SIZE};
 pub use conn::{CLOSE_LINGER, MAX_CONNECT_ROUNDS, SPLICE_BUFFER, SPLICE_PASSES};
 pub use relay::Relay;
-pub use rules::{Action, Matcher, Rule, Rules, Verdict};
+pub use rules::{Action, Matcher, NamedTarget, Rule, Rules, Verdict};
 pub use settings::{MAX_TIMEOUT, Settings};
 
 /// What to do with a connection, given the bytes it has sent so far.
@@ -85,5 +85,19 @@ pub trait Router {
     fn on_inactive(&mut self, peer: SocketAddr) -> Decision {
         let _ = peer;
         Decision::Close
+    }
+
+    /// Backend addresses given by host name, which the relay looks up
+    /// again every [`Settings::resolve_interval`]: `(label for the log,
+    /// HOST:PORT, the address in use)`. The default: none.
+    fn names(&self) -> Vec<(String, String, SocketAddr)> {
+        Vec::new()
+    }
+
+    /// The `index`th of [`names`](Self::names) now resolves to `addr`:
+    /// later decisions use it (connections already made stay where they
+    /// are).
+    fn readdress(&mut self, index: usize, addr: SocketAddr) {
+        let _ = (index, addr);
     }
 }

@@ -18,6 +18,7 @@ use crate::runtime::hot::Hot;
 use crate::runtime::listen::Acceptor;
 use crate::runtime::net::Readiness;
 use crate::runtime::pipe::{self, PipePool};
+use crate::runtime::resolve::{self, Lookup, Names};
 use crate::runtime::server::{FAST_SHUTDOWN_GRACE, Service, ShutdownMode};
 use crate::runtime::sweep::Sweep;
 use crate::runtime::tokens::{Target, Tokens};
@@ -40,16 +41,39 @@ pub struct Relay<R: Router> {
     pipes: PipePool,
     draining: bool,
     force_close_at: Option<Instant>,
+    /// The router's host names, looked up again on the resolver thread.
+    names: Names,
 }
 
 impl<R: Router> Relay<R> {
-    /// Checks `settings` and binds its listen address.
+    /// Checks `settings` and binds its listen address. The router's
+    /// backends given by host name ([`Router::names`]) are looked up again
+    /// every [`Settings::resolve_interval`], on a thread of the relay's own.
     pub fn new(settings: Settings, router: R) -> io::Result<Self> {
+        Self::with_lookup(settings, router, resolve::system_lookup())
+    }
+
+    /// Like [`new`](Self::new), with `lookup` to look the host names up
+    /// again (a test's own resolver, say).
+    pub fn with_lookup(settings: Settings, router: R, lookup: Lookup) -> io::Result<Self> {
         settings
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let acceptor = Acceptor::bind(settings.listen)?;
+        let named = router
+            .names()
+            .into_iter()
+            .enumerate()
+            .map(|(index, (label, host_port, addr))| resolve::Name {
+                index,
+                label,
+                host_port,
+                addr,
+            })
+            .collect();
+        let names = Names::new(named, settings.resolve_interval, lookup, Instant::now())?;
         Ok(Relay {
+            names,
             settings,
             router,
             acceptor,
@@ -147,10 +171,16 @@ impl<R: Router> Relay<R> {
         if let Some(at) = self.hot.deadline() {
             return Some(at);
         }
-        [self.sweep.deadline(), self.acceptor.deadline(), self.force_close_at]
-            .into_iter()
-            .flatten()
-            .min()
+        let names = (!self.draining).then(|| self.names.deadline(|_| false)).flatten();
+        [
+            self.sweep.deadline(),
+            self.acceptor.deadline(),
+            self.force_close_at,
+            names,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How long the host may wait for events before calling
@@ -172,6 +202,13 @@ impl<R: Router> Relay<R> {
         self.hot.put_back(hot);
         if self.acceptor.on_timeout(now) {
             self.accept(registry, now);
+        }
+        if !self.draining {
+            // Connections made stay where they are; later decisions use
+            // the new address.
+            for change in self.names.tick(now, |_| false) {
+                self.router.readdress(change.index, change.new);
+            }
         }
         if self.force_close_at.is_some_and(|t| t <= now) {
             self.force_close_at = None;

@@ -174,6 +174,20 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// The default action, if any (else such connections are closed).
     pub default: Option<Action>,
+    /// The `to` addresses given by host name, looked up again while
+    /// routing ([`Router::names`]).
+    pub names: Vec<NamedTarget>,
+}
+
+/// One `to` address given as `HOST:PORT` with a host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedTarget {
+    /// The rule's index in [`Rules::rules`]; `None`: the default.
+    pub rule: Option<usize>,
+    /// Its place in the rule's `to` list.
+    pub pos: usize,
+    /// `HOST:PORT` as given.
+    pub host_port: String,
 }
 
 impl Rules {
@@ -188,6 +202,18 @@ impl Rules {
             }
         }
         Err(Verdict::NoMatch)
+    }
+
+    /// The address list `target` is in.
+    fn addrs_mut(&mut self, target: &NamedTarget) -> Option<&mut SocketAddr> {
+        let action = match target.rule {
+            Some(i) => self.rules.get_mut(i).map(|r| &mut r.action),
+            None => self.default.as_mut(),
+        };
+        match action {
+            Some(Action::To(addrs)) => addrs.get_mut(target.pos),
+            _ => None,
+        }
     }
 
     fn decision(action: Option<&Action>) -> Decision {
@@ -218,6 +244,34 @@ impl Router for Rules {
     fn on_give_up(&mut self, _buffered: &[u8], peer: SocketAddr) -> Decision {
         debug!("{peer}: default rule (peek gave up)");
         Rules::decision(self.default.as_ref())
+    }
+
+    fn names(&self) -> Vec<(String, String, SocketAddr)> {
+        self.names
+            .iter()
+            .filter_map(|t| {
+                let label = match t.rule {
+                    Some(i) => self.rules.get(i)?.name.clone(),
+                    None => "default".to_string(),
+                };
+                let addr = match t
+                    .rule
+                    .map_or(self.default.as_ref(), |i| self.rules.get(i).map(|r| &r.action))
+                {
+                    Some(Action::To(addrs)) => *addrs.get(t.pos)?,
+                    _ => return None,
+                };
+                Some((label, t.host_port.clone(), addr))
+            })
+            .collect()
+    }
+
+    fn readdress(&mut self, index: usize, addr: SocketAddr) {
+        if let Some(target) = self.names.get(index).cloned() {
+            if let Some(slot) = self.addrs_mut(&target) {
+                *slot = addr;
+            }
+        }
     }
 }
 
@@ -305,6 +359,49 @@ mod tests {
     }
 
     #[test]
+    fn a_readdressed_name_changes_later_decisions_only_at_its_place() {
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "127.0.0.1:3".parse().unwrap(),
+        );
+        let mut rules = Rules {
+            rules: vec![rule("web", Matcher::Prefix(b"G".to_vec()), Action::To(vec![a, b]))],
+            default: Some(Action::To(vec![b])),
+            names: vec![
+                NamedTarget {
+                    rule: Some(0),
+                    pos: 1,
+                    host_port: "web2.test:80".into(),
+                },
+                NamedTarget {
+                    rule: None,
+                    pos: 0,
+                    host_port: "fallback.test:80".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            rules.names(),
+            vec![
+                ("web".into(), "web2.test:80".into(), b),
+                ("default".into(), "fallback.test:80".into(), b)
+            ]
+        );
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        rules.readdress(0, c);
+        assert_eq!(rules.route(b"GET", peer), Decision::Remote(vec![a, c]));
+        assert_eq!(
+            rules.route(b"X", peer),
+            Decision::Remote(vec![b]),
+            "the default's own entry is apart"
+        );
+        rules.readdress(1, a);
+        rules.readdress(7, a);
+        assert_eq!(rules.route(b"X", peer), Decision::Remote(vec![a]));
+    }
+
+    #[test]
     fn first_match_wins_and_an_undecided_rule_waits() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
@@ -318,6 +415,7 @@ mod tests {
                 rule("web", Matcher::HttpHost("app.example".into()), Action::To(vec![a])),
             ],
             default: Some(Action::To(vec![b])),
+            names: Vec::new(),
         };
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert_eq!(rules.route(b"PING", peer), Decision::CloseWith(b"PONG\r\n".to_vec()));

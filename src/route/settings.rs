@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proxy::DEFAULT_MAX_CONNECTIONS;
+use crate::runtime::resolve::{DEFAULT_RESOLVE_INTERVAL, MIN_RESOLVE_INTERVAL};
 
 /// Default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,6 +37,9 @@ pub struct Settings {
     pub max_peek: usize,
     /// Client connections at once.
     pub max_connections: usize,
+    /// How often backends given by host name are looked up again
+    /// ([`Router::names`](super::Router::names)).
+    pub resolve_interval: Duration,
 }
 
 impl Settings {
@@ -48,6 +52,7 @@ impl Settings {
             peek_timeout: DEFAULT_PEEK_TIMEOUT,
             max_peek: DEFAULT_MAX_PEEK,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
         }
     }
 
@@ -58,6 +63,9 @@ impl Settings {
         }
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
+        }
+        if self.resolve_interval < MIN_RESOLVE_INTERVAL {
+            return Err(format!("resolve_interval must be at least {MIN_RESOLVE_INTERVAL:?}"));
         }
         let timeouts = [
             ("connect_timeout", self.connect_timeout),

@@ -11,7 +11,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use kage::http::{BodyDecoder, HeadRewrite, HeadStatus, RequestContext, RequestHead, ResponseHead};
-use kage::proxy::{Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, default_selection};
+use kage::proxy::{
+    Backend, Config, Exchange, Hooks, Outcome, Proxy, Request, Role, Selection, Served, default_selection,
+};
+use kage::runtime::resolve::Lookup;
 use kage::runtime::server::{Server, ShutdownMode, StopHandle};
 
 pub mod process;
@@ -70,7 +73,12 @@ pub struct TestBackend {
 
 impl TestBackend {
     pub fn start(script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), script)
+    }
+
+    /// The same, listening on `bind`.
+    pub fn start_at(bind: SocketAddr, script: impl Fn(&mut TcpStream, &Seen) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let script: Arc<Script> = Arc::new(script);
@@ -192,6 +200,17 @@ impl Seenx {
     }
 }
 
+/// One request's end as `request_done` saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedSeen {
+    pub id: u64,
+    pub target: Option<String>,
+    pub status: Option<u16>,
+    pub body_bytes: u64,
+    pub complete: bool,
+    pub shadowed: bool,
+}
+
 /// A selection policy as a closure.
 pub type SelectFn = Box<dyn FnMut(&Request<'_>, &[Backend]) -> Selection + Send>;
 /// A munging policy as a closure.
@@ -202,6 +221,7 @@ pub struct Recorder {
     pub select: SelectFn,
     pub munge: MungeFn,
     pub tx: Sender<Seenx>,
+    pub served: Sender<ServedSeen>,
     pub selections: Arc<AtomicUsize>,
 }
 
@@ -223,12 +243,24 @@ impl Hooks for Recorder {
         let target = String::from_utf8_lossy(exchange.request.target()).into_owned();
         let _ = self.tx.send(Seenx { target, reports });
     }
+
+    fn request_done(&mut self, s: &Served<'_>) {
+        let _ = self.served.send(ServedSeen {
+            id: s.id,
+            target: s.request.map(|r| String::from_utf8_lossy(r.target()).into_owned()),
+            status: s.status,
+            body_bytes: s.body_bytes,
+            complete: s.complete,
+            shadowed: s.shadowed,
+        });
+    }
 }
 
 /// A proxy running on its own thread.
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub exchanges: Receiver<Seenx>,
+    pub served: Receiver<ServedSeen>,
     pub selections: Arc<AtomicUsize>,
     stop: StopHandle,
     thread: Option<JoinHandle<()>>,
@@ -241,6 +273,9 @@ pub struct ProxySpec {
     pub tweak: Box<dyn FnOnce(&mut Config)>,
     pub select: SelectFn,
     pub munge: MungeFn,
+    /// The proxy's resolver for backends with a `dns_name` (the system's
+    /// when `None`).
+    pub lookup: Option<Lookup>,
 }
 
 impl ProxySpec {
@@ -251,6 +286,7 @@ impl ProxySpec {
             tweak: Box::new(|_| {}),
             select: Box::new(default_selection),
             munge: Box::new(|_, _| {}),
+            lookup: None,
         }
     }
 
@@ -274,6 +310,12 @@ impl ProxySpec {
         self
     }
 
+    /// Looks backend host names up with `lookup`.
+    pub fn lookup(mut self, lookup: Lookup) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
     pub fn start(self) -> TestProxy {
         let mut backends = vec![Backend::new("master", self.master, Role::Master)];
         for (i, s) in self.shadows.iter().enumerate() {
@@ -282,14 +324,20 @@ impl ProxySpec {
         let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), backends);
         (self.tweak)(&mut cfg);
         let (tx, exchanges) = channel();
+        let (served_tx, served) = channel();
         let selections = Arc::new(AtomicUsize::new(0));
         let hooks = Recorder {
             select: self.select,
             munge: self.munge,
             tx,
+            served: served_tx,
             selections: selections.clone(),
         };
-        let mut proxy = Proxy::new(cfg, hooks).expect("proxy starts");
+        let mut proxy = match self.lookup {
+            Some(lookup) => Proxy::with_lookup(cfg, hooks, lookup),
+            None => Proxy::new(cfg, hooks),
+        }
+        .expect("proxy starts");
         let addr = proxy.local_addr();
         let mut server = Server::new().unwrap();
         let stop = server.stop_handle();
@@ -297,6 +345,7 @@ impl ProxySpec {
         TestProxy {
             addr,
             exchanges,
+            served,
             selections,
             stop,
             thread: Some(thread),
@@ -310,6 +359,11 @@ impl TestProxy {
         self.exchanges
             .recv_timeout(QUICK)
             .expect("backends_finished was called")
+    }
+
+    /// The next request's end reported to `request_done`.
+    pub fn served(&self) -> ServedSeen {
+        self.served.recv_timeout(QUICK).expect("request_done was called")
     }
 
     pub fn stop(&mut self, mode: ShutdownMode) -> Duration {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::{LogFormat, ShadowMethods};
 use crate::compare::{self, PathPattern, PathRule};
-use crate::proxy::BackendTls;
-use crate::values::{backend_tls_host, parse_duration, parse_size, resolve, resolve_backend};
+use crate::proxy::{Backend, BackendTls, Role};
+use crate::runtime::resolve::MIN_RESOLVE_INTERVAL;
+use crate::values::{backend_dns_name, backend_tls_host, parse_duration, parse_size, resolve, resolve_backend};
 
 /// Adds what one comparison flag says to `rules`.
 pub(super) fn rule_flag(rules: &mut compare::Rules, flag: &str, v: String) -> Result<(), String> {
@@ -69,18 +70,19 @@ pub(super) fn duration_arg(p: &mut lexopt::Parser, flag: &str) -> Result<Duratio
     parse_duration(&v).map_err(|e| format!("{flag} {v}: {e}"))
 }
 
-/// A backend flag: its name, address, and TLS for an `https://` one.
-pub(super) type BackendFlag = (String, SocketAddr, Option<BackendTls>);
-
-pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str) -> Result<BackendFlag, String> {
-    let (name, addr) = match v.split_once('=') {
+/// `[NAME=]ADDRESS` as a backend with `role` (named `default_name`
+/// without a NAME), with TLS for an `https://` one.
+pub(super) fn backend_arg(v: &str, flag: &str, default_name: &str, role: Role) -> Result<Backend, String> {
+    let (name, given) = match v.split_once('=') {
         Some((n, a)) if !n.is_empty() => (n.to_string(), a),
         Some(_) => return Err(format!("{flag} {v}: the name before '=' is empty")),
         None => (default_name.to_string(), v),
     };
-    let tls = backend_tls_host(addr).map(BackendTls::new);
-    let addr = resolve_backend(addr).map_err(|e| format!("{flag} {v}: {e}"))?;
-    Ok((name, addr, tls))
+    let addr = resolve_backend(given).map_err(|e| format!("{flag} {v}: {e}"))?;
+    let mut backend = Backend::new(name, addr, role);
+    backend.dns_name = backend_dns_name(given);
+    backend.tls = backend_tls_host(given).map(BackendTls::new);
+    Ok(backend)
 }
 
 pub(super) fn parse_methods(v: &str) -> Result<ShadowMethods, String> {
@@ -99,4 +101,15 @@ pub(super) fn parse_methods(v: &str) -> Result<ShadowMethods, String> {
         return Err(format!("{bad:?} is not a method token"));
     }
     Ok(ShadowMethods::List(list))
+}
+
+/// `--resolve-interval DUR`: at least [`MIN_RESOLVE_INTERVAL`].
+pub(super) fn resolve_interval_arg(p: &mut lexopt::Parser) -> Result<Duration, String> {
+    let d = duration_arg(p, "--resolve-interval")?;
+    if d < MIN_RESOLVE_INTERVAL {
+        return Err(format!(
+            "--resolve-interval {d:?}: expected at least {MIN_RESOLVE_INTERVAL:?}"
+        ));
+    }
+    Ok(d)
 }

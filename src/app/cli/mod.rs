@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::access::AccessFormat;
 use crate::app::config_file;
 use crate::app::policy::Route;
 use crate::compare;
@@ -221,6 +222,10 @@ pub struct ProxyArgs {
     pub diff_log: Option<PathBuf>,
     /// Record request and master response bodies in the diff log.
     pub diff_log_bodies: bool,
+    /// Where the access log goes (`-`: stdout).
+    pub access_log: Option<PathBuf>,
+    /// How its lines look.
+    pub access_log_format: AccessFormat,
     /// The control backend's name, when there is one.
     pub control: Option<String>,
     /// Where `GET /metrics` is served.
@@ -314,7 +319,7 @@ mod tests {
         let cmd = parse(args(
             "--listen 127.0.0.1:0 --master prod=127.0.0.1:1 --shadow 127.0.0.1:2 --shadow new=127.0.0.1:3 \
              --backend-timeout 2s --shadow-timeout 500ms --client-timeout 1m --shadow-methods GET,POST \
-             --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s \
+             --sample 12.5 --max-connections 10 --pool-idle 3 --pool-idle-timeout 2s --resolve-interval 5s \
              --keep-alive always --shadow-max-inflight 7 --forward-client-ip --metrics 127.0.0.1:9 --diff-log - --control base=127.0.0.1:4 \
              --ignore-header X-Trace --ignore-json /items/*/at --json-set /tags --json-tolerance /total=0.5",
         ))
@@ -330,6 +335,8 @@ mod tests {
         assert_eq!(p.config.max_connections, 10);
         assert_eq!(p.config.pool_idle_per_backend, 3);
         assert_eq!(p.config.pool_idle_timeout, Duration::from_secs(2));
+        assert_eq!(p.config.resolve_interval, Duration::from_secs(5));
+        assert!(p.config.backends.iter().all(|b| b.dns_name.is_none()), "IP literals");
         assert_eq!(p.config.keep_alive, KeepAlive::Always);
         assert_eq!(p.config.shadow_max_inflight, 7);
         assert!(p.config.forward_client_ip);
@@ -438,6 +445,18 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_by_name_is_looked_up_again() {
+        let Command::Proxy(p) = parse(args("--listen 127.0.0.1:0 --master http://localhost:1/")).unwrap() else {
+            panic!("not a proxy command")
+        };
+        assert_eq!(p.config.backends[0].dns_name.as_deref(), Some("localhost:1"));
+        assert_eq!(
+            p.config.resolve_interval,
+            crate::runtime::resolve::DEFAULT_RESOLVE_INTERVAL
+        );
+    }
+
+    #[test]
     fn errors_name_the_flag() {
         for (line, needle) in [
             ("--master 127.0.0.1:1", "--listen"),
@@ -463,6 +482,10 @@ mod tests {
             (
                 "--listen 127.0.0.1:0 --master 127.0.0.1:1 --master 127.0.0.1:2",
                 "twice",
+            ),
+            (
+                "--listen 127.0.0.1:0 --master 127.0.0.1:1 --resolve-interval 10ms",
+                "--resolve-interval 10ms: expected at least 100ms",
             ),
             (
                 "--listen 127.0.0.1:0 --master 127.0.0.1:1 --keep-alive sometimes",

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::args::{
-    BackendFlag, backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, rule_flag,
-    size_arg, value,
+    backend_arg, duration_arg, listen_arg, log_format_arg, max_connections_arg, parse_methods, resolve_interval_arg,
+    rule_flag, size_arg, value,
 };
 use super::{Command, LogFormat, ProxyArgs, ShadowMethods, Topic, suggest};
+use crate::access::AccessFormat;
 use crate::app::config_file::{self, FileConfig};
 use crate::app::policy::Route;
 use crate::compare;
@@ -27,9 +28,9 @@ use crate::values::resolve;
 #[derive(Debug, Default)]
 pub(super) struct ProxyFlags {
     listen: Option<SocketAddr>,
-    master: Option<BackendFlag>,
-    shadows: Vec<BackendFlag>,
-    control: Option<BackendFlag>,
+    master: Option<Backend>,
+    shadows: Vec<Backend>,
+    control: Option<Backend>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     backend_ca: Vec<PathBuf>,
@@ -44,6 +45,7 @@ pub(super) struct ProxyFlags {
     max_connections: Option<usize>,
     pool_idle: Option<usize>,
     pool_idle_timeout: Option<Duration>,
+    resolve_interval: Option<Duration>,
     keep_alive: Option<KeepAlive>,
     max_inflight: Option<usize>,
     shadow_body_window: Option<usize>,
@@ -52,6 +54,8 @@ pub(super) struct ProxyFlags {
     metrics: Option<SocketAddr>,
     diff_log: Option<PathBuf>,
     diff_log_bodies: Option<bool>,
+    access_log: Option<PathBuf>,
+    access_log_format: Option<AccessFormat>,
     rules: compare::Rules,
     log_format: Option<LogFormat>,
 }
@@ -86,12 +90,21 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 if f.master.is_some() {
                     return Err("--master is given twice; there is exactly one master".into());
                 }
-                f.master = Some(backend_arg(&value(&mut p, "--master")?, "--master", "master")?);
+                f.master = Some(backend_arg(
+                    &value(&mut p, "--master")?,
+                    "--master",
+                    "master",
+                    Role::Master,
+                )?);
             }
             Short('s') | Long("shadow") => {
                 let default = format!("shadow{}", f.shadows.len() + 1);
-                f.shadows
-                    .push(backend_arg(&value(&mut p, "--shadow")?, "--shadow", &default)?);
+                f.shadows.push(backend_arg(
+                    &value(&mut p, "--shadow")?,
+                    "--shadow",
+                    &default,
+                    Role::Shadow,
+                )?);
             }
             Long("backend-timeout") => f.backend_timeout = Some(duration_arg(&mut p, "--backend-timeout")?),
             Long("shadow-timeout") => f.shadow_timeout = Some(duration_arg(&mut p, "--shadow-timeout")?),
@@ -124,6 +137,7 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
             Long("shadow-body-window") => f.shadow_body_window = Some(size_arg(&mut p, "--shadow-body-window")?),
             Long("capture-cap") => f.capture_cap = Some(size_arg(&mut p, "--capture-cap")?),
             Long("pool-idle-timeout") => f.pool_idle_timeout = Some(duration_arg(&mut p, "--pool-idle-timeout")?),
+            Long("resolve-interval") => f.resolve_interval = Some(resolve_interval_arg(&mut p)?),
             Long("keep-alive") => {
                 let v = value(&mut p, "--keep-alive")?;
                 f.keep_alive = Some(
@@ -148,12 +162,25 @@ fn read(args: impl IntoIterator<Item = OsString>) -> Result<ControlFlow<Command,
                 rule_flag(&mut f.rules, &flag, value(&mut p, &flag)?)?;
             }
             Long("diff-log-bodies") => f.diff_log_bodies = Some(true),
+            Long("access-log") => f.access_log = Some(PathBuf::from(value(&mut p, "--access-log")?)),
+            Long("access-log-format") => {
+                let v = value(&mut p, "--access-log-format")?;
+                f.access_log_format = Some(
+                    AccessFormat::parse(&v)
+                        .ok_or_else(|| format!("--access-log-format {v}: expected combined or json"))?,
+                );
+            }
             Long("log-format") => f.log_format = Some(log_format_arg(&mut p)?),
             Long("control") => {
                 if f.control.is_some() {
                     return Err("--control is given twice; there is at most one control".into());
                 }
-                f.control = Some(backend_arg(&value(&mut p, "--control")?, "--control", "control")?);
+                f.control = Some(backend_arg(
+                    &value(&mut p, "--control")?,
+                    "--control",
+                    "control",
+                    Role::Shadow,
+                )?);
             }
             Long("shadow-max-inflight") => {
                 let v = value(&mut p, "--shadow-max-inflight")?;
@@ -188,13 +215,8 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         .listen
         .or(fc.listen)
         .ok_or_else(|| in_file("--listen ADDR is required"))?;
-    let flag_backend = |(name, addr, tls): BackendFlag, role| {
-        let mut b = Backend::new(name, addr, role);
-        b.tls = tls;
-        b
-    };
     let mut master = match f.master {
-        Some(m) => flag_backend(m, Role::Master),
+        Some(master) => master,
         None => fc.master.ok_or_else(|| in_file("--master HOST:PORT is required"))?,
     };
     if let Some(t) = f.backend_timeout {
@@ -203,14 +225,12 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
     let mut backends = vec![master];
     let flag_shadows = !f.shadows.is_empty() || f.control.is_some();
     let control_name = if flag_shadows {
-        f.control.as_ref().map(|(name, _, _)| name.clone())
+        f.control.as_ref().map(|b| b.name.clone())
     } else {
         fc.control
     };
     if flag_shadows {
-        for shadow in f.shadows.into_iter().chain(f.control) {
-            backends.push(flag_backend(shadow, Role::Shadow));
-        }
+        backends.extend(f.shadows.into_iter().chain(f.control));
     } else {
         backends.extend(fc.shadows);
     }
@@ -229,6 +249,7 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         config.client_idle_timeout,
     );
     config.pool_idle_timeout = or(f.pool_idle_timeout, fc.pool_idle_timeout, config.pool_idle_timeout);
+    config.resolve_interval = or(f.resolve_interval, fc.resolve_interval, config.resolve_interval);
     config.max_connections = f
         .max_connections
         .or(fc.max_connections)
@@ -294,6 +315,8 @@ fn merge(f: ProxyFlags, fc: FileConfig) -> Result<ProxyArgs, String> {
         rules,
         diff_log: f.diff_log.or(fc.diff_log),
         diff_log_bodies: f.diff_log_bodies.or(fc.diff_log_bodies).unwrap_or(false),
+        access_log: f.access_log.or(fc.access_log),
+        access_log_format: f.access_log_format.or(fc.access_log_format).unwrap_or_default(),
         control: control_name,
         metrics: f.metrics.or(fc.metrics),
         log_format: f.log_format.unwrap_or_default(),

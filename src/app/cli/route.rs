@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::args::{listen_arg, log_format_arg, max_connections_arg, value};
+use super::args::{listen_arg, log_format_arg, max_connections_arg, resolve_interval_arg, value};
 use super::{Command, LogFormat, RouteArgs, Topic, suggest};
 use crate::proxy::{DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_LIMIT};
 use crate::route::config as route_config;
@@ -16,6 +16,7 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut file = None;
     let mut max_connections = None;
     let mut log_format = LogFormat::default();
+    let mut resolve_interval = None;
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') => return Ok(Command::Usage(Topic::Route)),
@@ -25,6 +26,7 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Short('c') | Long("config") => file = Some(PathBuf::from(value(&mut p, "--config")?)),
             Long("max-connections") => max_connections = Some(max_connections_arg(&mut p)?),
             Long("log-format") => log_format = log_format_arg(&mut p)?,
+            Long("resolve-interval") => resolve_interval = Some(resolve_interval_arg(&mut p)?),
             Value(v) => {
                 return Err(format!(
                     "unexpected argument {:?}; kage route takes only flags",
@@ -44,6 +46,7 @@ pub(super) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     })?;
     let mut settings = loaded.settings(listen);
     settings.max_connections = max_connections.unwrap_or_else(|| router_connections(fds::soft_limit()));
+    settings.resolve_interval = resolve_interval.unwrap_or(settings.resolve_interval);
     settings.validate().map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(Command::Route(RouteArgs {
         settings,

@@ -16,7 +16,8 @@ impl Session {
         }
         // The master: body bytes straight from the client's buffer, and its
         // heads rewritten for the client as they come.
-        let (cout, scratch, response) = (&mut self.cout, &mut self.scratch, &mut self.response);
+        let (cout, scratch, response, account) =
+            (&mut self.cout, &mut self.scratch, &mut self.response, &mut self.account);
         let answer = plan::KeepAnswer {
             client_asked: self.req.keep_alive(),
             master_allows: false,
@@ -38,7 +39,10 @@ impl Session {
                 *response = Reply::Sending { keep };
                 plan::client_connection(head.framing(), head.status(), keep)
             };
+            let before = cout.len();
             queue_head(cout, scratch, head, raw, &HeadRewrite::new(connection));
+            let status = (!head.is_interim()).then(|| head.status());
+            account.head(status, cout.len() - before);
         });
         self.cin.consume(sent);
         self.fwd -= sent;
@@ -47,7 +51,7 @@ impl Session {
 
     /// A kept-alive master connection between requests: any byte or EOF
     /// means it is no longer usable.
-    pub(super) fn check_idle<H>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
+    pub(super) fn check_idle<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize) -> bool {
         let dropped = self.ups[b].check_idle(cx.registry, cx.pool);
         if dropped {
             debug!(
@@ -81,6 +85,7 @@ impl Session {
             self.answer = Answer::First(Some(b));
             if let Some(head) = report.response.as_ref() {
                 let raw = &report.response_raw;
+                let before = self.cout.len();
                 queue_head(
                     &mut self.cout,
                     &mut self.scratch,
@@ -88,6 +93,7 @@ impl Session {
                     raw,
                     &HeadRewrite::new(Connection::Close),
                 );
+                self.account.head(Some(head.status()), self.cout.len() - before);
                 self.cout.extend_from_slice(raw.get(head.len()..).unwrap_or_default());
             }
         }
@@ -105,13 +111,14 @@ impl Session {
 
     /// Backend `b` failed with `outcome` (already logged and closed): what
     /// the client gets instead.
-    pub(super) fn failed<H>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
+    pub(super) fn failed<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, b: usize, outcome: Outcome) {
         let head_forwarded = self.ups[b].head_forwarded();
         if self.answer.master() == Some(b) {
             if head_forwarded || self.phase == Phase::Tunnel {
                 // Part of the response went out: never pad or fake the rest.
                 self.response = Reply::Sent { keep: false };
                 if self.client_flushed() {
+                    self.account_done(cx, false);
                     self.close_client(cx.registry);
                 }
             } else {
@@ -129,7 +136,7 @@ impl Session {
 
     /// The master answered an upgrade: both sockets, and the bytes each is
     /// still owed, go to a [`Tunnel`].
-    pub(super) fn open_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
+    pub(super) fn open_tunnel<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, m: usize) {
         if self.client.is_none() {
             self.abort_all(cx);
             return;
@@ -166,12 +173,13 @@ impl Session {
         self.ready.reset();
         self.tunnel = Some(Box::new(Tunnel::open(client_end, master_end, cx.registry, cx.now)));
         self.phase = Phase::Tunnel;
+        self.account_done(cx, true);
         debug!("{}: tunnel to {} open", self.peer, cx.cfg.backends[m].name);
     }
 
     /// Moves tunnel bytes; ends the exchange when both ends were passed on
     /// or a side failed.
-    pub(super) fn pump_tunnel<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+    pub(super) fn pump_tunnel<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         let Some(tunnel) = self.tunnel.as_mut() else {
             return false;
         };
@@ -191,7 +199,7 @@ impl Session {
         }
     }
 
-    pub(super) fn end_tunnel<H>(&mut self, cx: &mut Cx<'_, H>, outcome: Outcome) {
+    pub(super) fn end_tunnel<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, outcome: Outcome) {
         if let Some(tunnel) = self.tunnel.take() {
             tunnel.close(cx.registry, cx.pool, cx.pipes);
         }

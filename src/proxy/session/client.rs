@@ -4,7 +4,7 @@
 use super::*;
 
 impl Session {
-    pub(super) fn read_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+    pub(super) fn read_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         if !self.ready.readable || self.client_eof || self.phase == Phase::Closing {
             return false;
         }
@@ -52,7 +52,7 @@ impl Session {
         }
     }
 
-    pub(super) fn write_client<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+    pub(super) fn write_client<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         // TLS records held for the client (the handshake, a response's
         // last bytes) go first.
         let mut progress = match self.client.as_mut().map(|c| c.flush(&mut self.ready)) {
@@ -80,6 +80,7 @@ impl Session {
             // socket clears writable and the loop ends until the next edge.
             match client.write2(&mut self.ready, head, body) {
                 Io::Done(n) => {
+                    self.account.sent(n);
                     let from_head = n.min(head.len());
                     self.cout_pos += from_head;
                     if self.cout_pos >= self.cout.len() {
@@ -171,7 +172,7 @@ impl Session {
     }
 
     /// Scans request body bytes: owed to the direct master, copied to the rest.
-    pub(super) fn feed_body<H>(&mut self, cx: &mut Cx<'_, H>) -> bool {
+    pub(super) fn feed_body<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) -> bool {
         if self.req_body.is_done() || self.client.is_none() {
             return false;
         }
@@ -190,6 +191,7 @@ impl Session {
                 warn!("{}: bad request body: {} ({})", self.peer, e.reason(), e.status());
                 self.abort_backends(cx);
                 if self.answer.master().is_some_and(|m| self.ups[m].head_forwarded()) || !self.cout.is_empty() {
+                    self.account_done(cx, false);
                     self.close_client(cx.registry);
                 } else {
                     self.reply(cx, e.status(), e.reason());
@@ -243,10 +245,11 @@ impl Session {
     }
 
     /// Answers the client with an error and closes after it.
-    pub(super) fn reply<H>(&mut self, cx: &mut Cx<'_, H>, status: u16, reason: &str) {
+    pub(super) fn reply<H: Hooks>(&mut self, cx: &mut Cx<'_, H>, status: u16, reason: &str) {
         self.cout.clear();
         self.cout_pos = 0;
         reply::error(status, reason, &mut self.cout);
+        self.account_reply(status, self.cout.len() - reply::body_len(reason));
         self.phase = Phase::Closing;
         self.response = Reply::Sending { keep: false };
         self.fwd = 0;

@@ -95,6 +95,7 @@ impl Session {
                     self.answer.master().is_some_and(|m| self.ups[m].head_forwarded()) || !self.cout.is_empty();
                 self.abort_backends(cx);
                 if answered {
+                    self.account_done(cx, false);
                     self.close_client(cx.registry);
                 } else {
                     self.reply(cx, 408, "request body not received in time");
@@ -117,6 +118,7 @@ impl Session {
                     "{}: final answer not taken within the client timeout; closing",
                     self.peer
                 );
+                self.account_done(cx, false);
                 self.close_client(cx.registry);
             }
         }

@@ -70,6 +70,7 @@ impl Session {
                 record: multi,
             };
             let up = &mut self.ups[b];
+            up.drop_if_moved(backend.addr, cx.registry);
             up.begin(send, cx.registry, cx.now, |out| {
                 write_request(&self.req, &self.req_bytes, &rw, out)
             });
@@ -83,6 +84,7 @@ impl Session {
                 failed.push((b, outcome_of(f)));
             }
         }
+        self.account_request(selection.len() > 1);
         if self.req_body.is_done() {
             self.copies_complete();
         }
@@ -110,6 +112,7 @@ impl Session {
             Phase::Head => !self.selection.is_empty() && self.finish_exchange(cx),
             Phase::Closing => {
                 if self.client.is_some() && self.client_flushed() {
+                    self.account_done(cx, true);
                     self.close_client(cx.registry);
                     return true;
                 }
@@ -121,6 +124,7 @@ impl Session {
                 if !self.response.is_sent() && self.response_sent() {
                     let keep = self.response.keep();
                     self.response = Reply::Sent { keep };
+                    self.account_done(cx, true);
                     progress = true;
                     if !keep || !self.req_body.is_done() {
                         self.close_client(cx.registry);
@@ -218,7 +222,9 @@ impl Session {
     }
 
     /// Readies the session for the client's next request.
-    pub(super) fn next_request<H>(&mut self, cx: &mut Cx<'_, H>) {
+    pub(super) fn next_request<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        // Any way out not accounted for on the client's side.
+        self.account_done(cx, false);
         for b in self.selection.iter() {
             let up = &mut self.ups[b];
             up.end_exchange(cx.registry);

@@ -15,7 +15,7 @@ use log::{debug, info, warn};
 use mio::Registry;
 
 use super::config::{Config, KeepAlive};
-use super::hooks::{Exchange, Hooks, Outcome, Request, Selection};
+use super::hooks::{Exchange, Hooks, Outcome, Request, Selection, Served};
 use super::parked::{Kept, Parked};
 use super::pending::{Backlog, Pending};
 use super::plan;
@@ -34,7 +34,9 @@ use crate::runtime::pipe::PipePool;
 use crate::runtime::tokens::Tokens;
 use crate::runtime::transport::Stream;
 use crate::tls::Connector;
+use account::Account;
 
+mod account;
 mod backend;
 mod client;
 mod deadline;
@@ -173,6 +175,8 @@ pub(crate) struct Session {
     served: bool,
     /// After 101 or a 2xx to CONNECT: the client and master sockets.
     tunnel: Option<Box<Tunnel>>,
+    /// What the client saw of the request under way.
+    account: Account,
     /// The last pump stopped at its pass limit with work left.
     pub(crate) yielded: bool,
     /// In the proxy's list of sessions to pump again.
@@ -218,6 +222,7 @@ impl Session {
             head_since: now,
             served: false,
             tunnel: None,
+            account: Account::new(now),
             yielded: false,
             queued: false,
         }
@@ -225,7 +230,7 @@ impl Session {
 
     /// Takes a parked connection back: its client, readiness and clocks,
     /// and the backend connection it kept.
-    pub(crate) fn revive(&mut self, parked: Parked) {
+    pub(crate) fn revive(&mut self, parked: Parked, cfg: &Config) {
         self.client = Some(parked.client);
         self.peer = parked.peer;
         self.ready = parked.ready;
@@ -233,8 +238,10 @@ impl Session {
         self.last_client_io = parked.since;
         self.served = parked.served;
         if let Some(kept) = parked.kept {
-            if let Some(up) = self.ups.get_mut(kept.backend) {
-                up.adopt(kept.sock, kept.ready);
+            // A kept connection goes to its backend's address in use: the
+            // proxy drops kept ones when an address changes.
+            if let (Some(up), Some(b)) = (self.ups.get_mut(kept.backend), cfg.backends.get(kept.backend)) {
+                up.adopt(kept.sock, kept.ready, b.addr);
             }
         }
     }
@@ -263,6 +270,7 @@ impl Session {
     pub(crate) fn park(
         &mut self,
         master: usize,
+        master_addr: SocketAddr,
         registry: &Registry,
         pool: &mut BufferPool,
         pools: &mut Pools,
@@ -272,6 +280,7 @@ impl Session {
         let mut kept = None;
         for (b, up) in self.ups.iter_mut().enumerate() {
             if b == master {
+                up.drop_if_moved(master_addr, registry);
                 kept = up.keep().map(|(sock, ready)| Kept {
                     backend: b,
                     sock,
@@ -409,7 +418,8 @@ impl Session {
     }
 
     /// The client is gone: what only it needed stops, shadows go on.
-    fn client_gone<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn client_gone<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        self.account_done(cx, false);
         self.close_client(cx.registry);
         if let Some(m) = self.answer.master() {
             self.ups[m].end(Outcome::Skipped, cx.registry, cx.now);
@@ -423,13 +433,14 @@ impl Session {
         }
     }
 
-    fn abort_backends<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn abort_backends<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
         for b in self.selection.iter() {
             self.ups[b].end(Outcome::Skipped, cx.registry, cx.now);
         }
     }
 
-    fn abort_all<H>(&mut self, cx: &mut Cx<'_, H>) {
+    fn abort_all<H: Hooks>(&mut self, cx: &mut Cx<'_, H>) {
+        self.account_done(cx, false);
         self.abort_backends(cx);
         self.close_client(cx.registry);
     }

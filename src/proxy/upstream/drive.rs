@@ -26,6 +26,7 @@ impl Upstream {
                 .is_ok()
             {
                 self.sock = Some(sock);
+                self.addr = Some(addr);
                 self.ready.reset();
                 self.reused = true;
                 self.reusable = false;
@@ -48,6 +49,7 @@ impl Upstream {
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| Failure::of(&e))?;
         self.sock = Some(sock);
+        self.addr = Some(addr);
         self.state = State::Connecting;
         self.ready.reset();
         self.reused = false;

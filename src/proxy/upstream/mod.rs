@@ -56,6 +56,9 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Upstream {
     sock: Option<Stream>,
+    /// Where `sock` goes: a connection to an address the backend no longer
+    /// has (its name resolved anew) is not reused.
+    addr: Option<SocketAddr>,
     state: State,
     ready: Readiness,
     /// The connection came from an earlier exchange (may be stale).
@@ -100,6 +103,7 @@ impl Upstream {
     pub(crate) fn new(index: usize, timeout: Duration, now: Instant, stats: Arc<Stats>) -> Self {
         Upstream {
             sock: None,
+            addr: None,
             state: State::Idle,
             ready: Readiness::default(),
             reused: false,
@@ -323,9 +327,9 @@ impl Upstream {
     /// goes back.
     pub(crate) fn release(&mut self, registry: &Registry, pool: &mut BufferPool, pools: &mut Pools, now: Instant) {
         if matches!(self.state, State::Idle | State::Done) && self.reusable {
-            if let Some(mut sock) = self.sock.take() {
+            if let (Some(mut sock), Some(addr)) = (self.sock.take(), self.addr) {
                 let _ = registry.deregister(&mut sock);
-                pools.give(self.report.backend, sock, now);
+                pools.give(self.report.backend, sock, addr, now);
             }
         }
         self.close(registry);
@@ -533,11 +537,24 @@ impl Upstream {
         Some((sock, ready))
     }
 
-    /// Takes back a connection [`keep`](Self::keep) gave out.
-    pub(crate) fn adopt(&mut self, sock: Stream, ready: Readiness) {
+    /// Takes back a connection [`keep`](Self::keep) gave out, to `addr`.
+    pub(crate) fn adopt(&mut self, sock: Stream, ready: Readiness, addr: SocketAddr) {
         self.sock = Some(sock);
+        self.addr = Some(addr);
         self.ready = ready;
         self.reusable = true;
+    }
+
+    /// Closes an idle connection that does not go to `addr` (the
+    /// backend's address changed since it was opened).
+    pub(crate) fn drop_if_moved(&mut self, addr: SocketAddr, registry: &Registry) {
+        if self.sock.is_some() && matches!(self.state, State::Idle | State::Done) && self.addr != Some(addr) {
+            debug!(
+                "backend {}: idle connection to {:?} closed: the backend is at {addr} now",
+                self.report.backend, self.addr
+            );
+            self.close(registry);
+        }
     }
 
     /// Readies an idle upstream (no connection, no buffer) for another
