@@ -704,3 +704,40 @@ fn large_bodies_both_ways_cross_the_tls_listener_whole() {
     );
     assert_eq!(backend.requests()[0].body, up);
 }
+
+#[test]
+fn a_slow_tls_reader_is_backpressure_not_a_spin() {
+    let dir = certs("slow");
+    const DOWN: usize = 1_500_000;
+    let backend = TestBackend::http(|_| {
+        let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {DOWN}\r\n\r\n").into_bytes();
+        out.extend((0..DOWN).map(|i| (i % 249) as u8));
+        out
+    });
+    let kage = https_kage(&dir, &["--master", &backend.addr.to_string()]);
+    let mut held = Held::connect(kage.addr, &dir);
+    write!(held.0, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    held.0.flush().unwrap();
+    let before = kage.cpu_ticks();
+    let t = Instant::now();
+    // 16 KiB every 10 ms: about a second for the whole answer.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let body_start = |got: &[u8]| got.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    while body_start(&got).is_none_or(|start| got.len() < start + DOWN) {
+        let n = held.0.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (took, ticks) = (t.elapsed(), kage.cpu_ticks() - before);
+    let body = &got[body_start(&got).unwrap_or(0)..];
+    assert_eq!(body.len(), DOWN);
+    assert!(String::from_utf8_lossy(&got[..20]).starts_with("HTTP/1.1 200"));
+    assert!(
+        body.iter().enumerate().all(|(i, b)| *b == (i % 249) as u8),
+        "the answer arrived whole"
+    );
+    // Waiting for a slow reader costs nothing between its reads.
+    assert!(ticks < 50, "{ticks} ticks of CPU over {took:?}");
+}
