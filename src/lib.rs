@@ -29,10 +29,12 @@
 //!   |                settings, and the sans-IO decision layer: Router
 //!   |                trait, Rules (prefix, regex DFA, HTTP Host, TLS SNI),
 //!   |                routes.toml
-//! proxy/ (mio)       Proxy: listener, slab of connections, each parked
+//! proxy/ (mio)       Proxy: listener, events, deadlines, shutdown
+//!   |                slots: the slab of connections, each parked
 //!   |                (idle: a socket and clocks, no buffer) or live
 //!   |                session: one client connection, one exchange at a
-//!   |                time, the client side and its deadlines
+//!   |                time, the client side, its deadlines, its account
+//!   |                upkeep: the master's readiness probe, new addresses
 //!   |                plan (sans-IO): backends, head rewrites, keep-alive
 //!   |                digest (sans-IO): whole-body digests past the capture
 //!   |                upstream: one backend connection: drive (connect,

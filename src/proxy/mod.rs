@@ -17,8 +17,10 @@ mod plan;
 mod pool;
 mod reply;
 mod session;
+mod slots;
 mod stats;
 mod tunnel;
+mod upkeep;
 mod upstream;
 
 use std::io;
@@ -27,9 +29,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
+use mio::Registry;
 use mio::event::Event;
-use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::runtime::buffer::BufferPool;
@@ -37,11 +39,10 @@ use crate::runtime::hot::Hot;
 use crate::runtime::listen::Acceptor;
 pub use crate::runtime::listen::{ACCEPT_PAUSE, LISTEN_BACKLOG};
 use crate::runtime::pipe::PipePool;
-use crate::runtime::resolve::{self, Change, Lookup, Names};
+use crate::runtime::resolve::{self, Lookup, Names};
 pub use crate::runtime::server::FAST_SHUTDOWN_GRACE;
 pub use crate::runtime::sweep::SWEEP_INTERVAL;
 use crate::runtime::sweep::Sweep;
-use crate::runtime::transport::Stream;
 use crate::tls::{Connector, ServerTls};
 use https::connectors;
 pub use https::reload;
@@ -61,47 +62,16 @@ pub use stats::{DropReason, FAILURE_LOG_INTERVAL, READY_PROBE_INTERVAL, READY_WI
 pub use tunnel::TUNNEL_PASSES;
 pub use upstream::{BACKEND_BUFFER, PUMP_BUDGET};
 
-use crate::runtime::net::{self, Readiness};
+use crate::runtime::net::Readiness;
 use crate::runtime::server::Service;
 pub use crate::runtime::server::ShutdownMode;
 use crate::runtime::tokens::{Target, Tokens};
-use parked::Parked;
 use pending::Backlog;
 use pool::Pools;
-use session::{Cx, Session};
-
-/// How often a proxy with no probe under way looks whether `/readyz` wants
-/// one ([`Stats`]: asked lately, no connect to the master tried for
-/// [`READY_PROBE_INTERVAL`]).
-pub const READY_PROBE_CHECK: Duration = Duration::from_secs(1);
-/// How often a probe connection under way is looked at.
-pub const READY_PROBE_POLL: Duration = Duration::from_millis(50);
-/// A probe connect not finished by then counts as a failure.
-pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A non-blocking connect to the master for `/readyz`. Never registered:
-/// the proxy looks at it every [`READY_PROBE_POLL`] from `on_timeout`, and
-/// closes it as soon as it has its answer.
-struct Probe {
-    sock: mio::net::TcpStream,
-    started: Instant,
-}
-
-/// What a slot of the proxy's slab holds: a client connection waiting with
-/// nothing buffered (a hundred bytes or so), or one being served.
-enum Slot {
-    Parked(Parked),
-    Live(Box<Session>),
-}
-
-impl Slot {
-    fn deadline(&self, cfg: &Config) -> Option<Instant> {
-        match self {
-            Slot::Parked(p) => Some(p.deadline(cfg)),
-            Slot::Live(s) => s.deadline(cfg),
-        }
-    }
-}
+use session::Session;
+use slots::{Slot, with_parked};
+use upkeep::Probe;
+pub use upkeep::{READY_PROBE_CHECK, READY_PROBE_POLL, READY_PROBE_TIMEOUT};
 
 /// The shadow proxy: see the [module docs](self).
 pub struct Proxy<H: Hooks = DefaultHooks> {
@@ -507,286 +477,6 @@ impl<H: Hooks> Proxy<H> {
     pub fn is_done(&self) -> bool {
         self.draining && self.sessions.is_empty() && self.backlog.len() == 0
     }
-
-    /// Backend `change.index` is at `change.new` from now on. Exchanges in
-    /// flight finish on their connections; idle ones to the old address
-    /// close: pooled and kept ones now, a session's own when it is met.
-    fn retarget(&mut self, registry: &Registry, change: Change) {
-        let b = change.index;
-        let Some(backend) = self.cfg.backends.get_mut(b) else {
-            return;
-        };
-        backend.addr = change.new;
-        self.pools.retarget(b, change.new);
-        let mut dropped = 0;
-        for (_, conn) in self.sessions.iter_mut() {
-            if let Slot::Parked(p) = conn {
-                if p.drop_kept(b, registry) {
-                    uncount(&mut self.kept, Some(b));
-                    dropped += 1;
-                }
-            }
-        }
-        if dropped > 0 {
-            debug!(
-                "backend {}: {dropped} kept connection(s) to {} closed",
-                self.cfg.backends[b].name, change.old
-            );
-        }
-    }
-
-    /// Looks at the readiness probe under way, or opens one when `/readyz`
-    /// wants it (see [`Stats`]); never blocks.
-    fn probe_master(&mut self, now: Instant) {
-        if self.draining || now < self.probe_at {
-            return;
-        }
-        let master = self.cfg.master();
-        if let Some(p) = &self.probe {
-            let result = match net::connect_result(&p.sock) {
-                None if now.saturating_duration_since(p.started) < READY_PROBE_TIMEOUT => None,
-                None => Some(false),
-                Some(r) => Some(r.is_ok()),
-            };
-            match result {
-                Some(ok) => {
-                    debug!(
-                        "readiness probe of the master: {}",
-                        if ok { "connected" } else { "failed" }
-                    );
-                    self.stats.connected(master, ok, now);
-                    self.probe = None;
-                    self.probe_at = now + READY_PROBE_CHECK;
-                }
-                None => self.probe_at = now + READY_PROBE_POLL,
-            }
-            return;
-        }
-        self.probe_at = now + READY_PROBE_CHECK;
-        if !self.stats.probe_wanted(now) {
-            return;
-        }
-        let Some(backend) = self.cfg.backends.get(master) else {
-            return;
-        };
-        match mio::net::TcpStream::connect(backend.addr) {
-            Ok(sock) => {
-                self.probe = Some(Probe { sock, started: now });
-                self.probe_at = now + READY_PROBE_POLL;
-            }
-            Err(e) => {
-                debug!("readiness probe of the master: {e}");
-                self.stats.connected(master, false, now);
-            }
-        }
-    }
-
-    fn accept(&mut self, registry: &Registry, now: Instant) {
-        let Some(tokens) = self.tokens else { return };
-        // Past the cap, accepting resumes when a session ends.
-        let cap = self.cfg.max_connections.min(tokens.slots());
-        loop {
-            if self.sessions.len() >= cap {
-                self.acceptor.at_cap(cap, now);
-                return;
-            }
-            let Some((sock, peer)) = self.acceptor.accept(now) else {
-                return;
-            };
-            let mut sock = match &self.tls {
-                None => Stream::Plain(sock),
-                Some(tls) => match tls.accept(sock) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!("{peer}: cannot start TLS: {e}");
-                        continue;
-                    }
-                },
-            };
-            let entry = self.sessions.vacant_entry();
-            let slot = entry.key();
-            if let Err(e) = registry.register(&mut sock, tokens.client(slot), Interest::READABLE | Interest::WRITABLE) {
-                warn!("{peer}: cannot register the connection: {e}");
-                continue;
-            }
-            debug!("{peer}: accepted");
-            entry.insert(Slot::Parked(Parked::accepted(sock, peer, now)));
-            self.stats.set_connections(self.sessions.len());
-            self.after_pump(registry, slot, now);
-        }
-    }
-
-    fn pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        self.wake(slot, now);
-        self.with_session(registry, slot, now, |s, cx| s.pump(cx));
-        self.after_pump(registry, slot, now);
-    }
-
-    /// Brings a parked connection back into a session (a spare one when
-    /// there is one).
-    fn wake(&mut self, slot: usize, now: Instant) {
-        let Some(conn) = self.sessions.get_mut(slot) else {
-            return;
-        };
-        if matches!(conn, Slot::Live(_)) {
-            return;
-        }
-        let session = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Box::new(Session::new(&self.cfg, now, &self.stats)));
-        if let Slot::Parked(p) = std::mem::replace(conn, Slot::Live(session)) {
-            uncount(&mut self.kept, p.kept_backend());
-            if let Slot::Live(s) = conn {
-                s.revive(p, &self.cfg);
-            }
-        }
-    }
-
-    /// Drops connection `slot` and closes it.
-    fn remove(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        let conn = self.sessions.remove(slot);
-        self.stats.set_connections(self.sessions.len());
-        self.close_conn(registry, conn, now);
-        if self.acceptor.may_accept() {
-            self.accept(registry, now);
-        }
-    }
-
-    fn close_conn(&mut self, registry: &Registry, conn: Slot, now: Instant) {
-        match conn {
-            Slot::Parked(p) => {
-                uncount(&mut self.kept, p.kept_backend());
-                p.close(&self.cfg, registry, &mut self.pools, now)
-            }
-            Slot::Live(s) => s.close_all(
-                registry,
-                &mut self.pool,
-                &mut self.pools,
-                &mut self.pipes,
-                &mut self.backlog,
-                now,
-            ),
-        }
-    }
-
-    /// Runs `f` on session `slot` with the context sessions work in.
-    fn with_session(
-        &mut self,
-        registry: &Registry,
-        slot: usize,
-        now: Instant,
-        f: impl FnOnce(&mut Session, &mut Cx<'_, H>),
-    ) {
-        let Some(tokens) = self.tokens else { return };
-        let Some(Slot::Live(s)) = self.sessions.get_mut(slot) else {
-            return;
-        };
-        let mut cx = Cx {
-            cfg: &self.cfg,
-            hooks: &mut self.hooks,
-            registry,
-            tokens,
-            slot,
-            now,
-            next_id: &mut self.next_id,
-            draining: self.draining,
-            pool: &mut self.pool,
-            pools: &mut self.pools,
-            pipes: &mut self.pipes,
-            backlog: &mut self.backlog,
-            connectors: &self.connectors,
-        };
-        f(s, &mut cx);
-        self.pump_fresh(registry, tokens, now);
-    }
-
-    /// Pumps the exchanges a session just left in the backlog: readiness
-    /// seen before they moved travels with them.
-    fn pump_fresh(&mut self, registry: &Registry, tokens: Tokens, now: Instant) {
-        let fresh = self.backlog.take_fresh();
-        for &slot in &fresh {
-            self.pump_pending(registry, tokens, slot, now);
-        }
-        self.backlog.put_back_fresh(fresh);
-    }
-
-    fn pump_pending(&mut self, registry: &Registry, tokens: Tokens, slot: usize, now: Instant) {
-        self.backlog.pump(
-            slot,
-            &self.cfg,
-            &mut self.hooks,
-            registry,
-            tokens,
-            &mut self.pool,
-            &mut self.pools,
-            now,
-        );
-    }
-
-    /// Drops a finished session, parks one waiting with nothing to do, or
-    /// folds its next deadline into the sweep.
-    fn after_pump(&mut self, registry: &Registry, slot: usize, now: Instant) {
-        let conn = match self.sessions.get_mut(slot) {
-            Some(conn) => conn,
-            None => return,
-        };
-        let s = match conn {
-            Slot::Live(s) => s,
-            Slot::Parked(p) => {
-                self.sweep.note(Some(p.deadline(&self.cfg)));
-                return;
-            }
-        };
-        if s.is_finished() {
-            self.remove(registry, slot, now);
-            return;
-        }
-        s.release_buffers(&mut self.pool);
-        if !self.draining && s.can_park() {
-            let master = self.cfg.master();
-            let master_addr = self.cfg.backends[master].addr;
-            if let Some(mut p) = s.park(master, master_addr, registry, &mut self.pool, &mut self.pools, now) {
-                if let Some(b) = p.kept_backend() {
-                    if self.kept[b] < self.cfg.pool_idle_per_backend.max(MIN_KEPT_PER_BACKEND) {
-                        self.kept[b] += 1;
-                    } else {
-                        p.hand_back(&self.cfg, registry, &mut self.pools, now);
-                    }
-                }
-                self.sweep.note(Some(p.deadline(&self.cfg)));
-                if let Slot::Live(emptied) = std::mem::replace(conn, Slot::Parked(p)) {
-                    if self.spare.len() < MAX_SPARE_SESSIONS {
-                        self.spare.push(emptied);
-                    }
-                }
-                return;
-            }
-        }
-        if s.yielded && !s.queued {
-            s.queued = true;
-            self.hot.push(slot, now);
-        }
-        self.sweep.note(s.deadline(&self.cfg));
-    }
-}
-
-/// Runs `f` on a parked connection and counts a kept backend connection
-/// it let go of.
-fn with_parked<T>(kept: &mut [usize], p: &mut Parked, f: impl FnOnce(&mut Parked) -> T) -> T {
-    let before = p.kept_backend();
-    let out = f(p);
-    if p.kept_backend().is_none() {
-        uncount(kept, before);
-    }
-    out
-}
-
-/// One kept connection to backend `b` fewer.
-fn uncount(kept: &mut [usize], b: Option<usize>) {
-    if let Some(n) = b.and_then(|b| kept.get_mut(b)) {
-        *n = n.saturating_sub(1);
-    }
 }
 
 impl<H: Hooks> Service for Proxy<H> {
@@ -830,7 +520,7 @@ mod tests {
         let conn = std::mem::size_of::<Slot>();
         eprintln!(
             "Slot {conn} B (Parked {} B), Session {} B, Upstream {} B",
-            std::mem::size_of::<Parked>(),
+            std::mem::size_of::<parked::Parked>(),
             std::mem::size_of::<Session>(),
             std::mem::size_of::<upstream::Upstream>()
         );
