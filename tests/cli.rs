@@ -191,6 +191,17 @@ fn check_validates_both_kinds_of_file() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("{good}: ok (kage.toml:")), "{out}");
     assert!(out.contains("master master 127.0.0.1:9000, 0 shadow(s)"), "{out}");
+    // An HTTPS shadow taking any certificate: valid, with its warning.
+    let unverified = write(
+        "unverified.toml",
+        "[master]\naddress = \"127.0.0.1:9000\"\n[[shadow]]\nname = \"staging\"\naddress = \"https://127.0.0.1:9443\"\ninsecure_skip_verify = true\n",
+    );
+    let (code, _, err) = kage(&["check", "--config", &unverified]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("shadow \"staging\": insecure_skip_verify: its TLS certificate is not verified"),
+        "{err}"
+    );
     let bad = write("bad.toml", "listen = \"127.0.0.1:0\"\nmax_connections = \"4096\"\n");
     let (code, _, err) = kage(&["check", "--config", &bad]);
     assert_eq!(code, 2);

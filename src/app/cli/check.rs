@@ -71,16 +71,36 @@ pub fn check(path: &Path) -> Result<(String, Vec<String>), String> {
         fc.shadows.len(),
         fc.routes.len()
     );
+    // What the proxy itself warns about at start (it is not started here).
+    let unverified = fc
+        .master
+        .iter()
+        .chain(&fc.shadows)
+        .filter(|b| b.tls.as_ref().is_some_and(|t| t.insecure_skip_verify))
+        .map(|b| {
+            format!(
+                "{file}: {} {:?}: insecure_skip_verify: its TLS certificate is not verified",
+                b.role.as_str(),
+                b.name
+            )
+        });
+    let mut warnings: Vec<String> = unverified.collect();
     // With listen and master the file runs alone: check it whole, as `kage
     // --config FILE` would (backend names, limits).
     if fc.listen.is_some() && fc.master.is_some() {
         let args = [OsString::from("--config"), path.as_os_str().to_owned()];
         if let Command::Proxy(p) = super::proxy::parse(args)? {
-            return Ok((verdict, proxy_warnings(&p)));
+            warnings.extend(proxy_warnings(&p));
+            return Ok((verdict, warnings));
         }
     }
     let bodies = fc.diff_log_bodies.unwrap_or(false);
-    let warnings = backend_warnings(fc.master.as_ref(), &fc.shadows, fc.diff_log.is_some(), bodies);
+    warnings.extend(backend_warnings(
+        fc.master.as_ref(),
+        &fc.shadows,
+        fc.diff_log.is_some(),
+        bodies,
+    ));
     Ok((verdict, warnings))
 }
 
