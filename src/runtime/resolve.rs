@@ -178,6 +178,8 @@ pub struct Names {
     worker: Option<Worker>,
     /// When to look for answers to lookups under way.
     poll_at: Option<Instant>,
+    /// When it was made: a deadline already past.
+    started: Instant,
 }
 
 impl std::fmt::Debug for Names {
@@ -216,6 +218,7 @@ impl Names {
             interval,
             worker,
             poll_at: None,
+            started: now,
         })
     }
 
@@ -241,7 +244,10 @@ impl Names {
                 if let Some(t) = e.asked_at {
                     due = due.min(t + RESOLVE_RETRY_GAP);
                 } else {
-                    return Some(Instant::now());
+                    // Due at once: an instant already past, and the same at
+                    // every call (`Instant::now()` here would be later than
+                    // the caller's now, so never due: a busy poll).
+                    return Some(self.started);
                 }
             }
             at = Some(at.map_or(due, |a| a.min(due)));
@@ -448,7 +454,12 @@ mod tests {
         )
         .unwrap();
         // A failure before any lookup: due at once.
-        assert!(names.deadline(|_| true).is_some_and(|d| d <= Instant::now()));
+        // Due before a now taken first, and the same at every call: a
+        // caller comparing with its own now must find it due.
+        let before = Instant::now();
+        let due = names.deadline(|_| true);
+        assert!(due.is_some_and(|d| d <= before), "due at once");
+        assert_eq!(names.deadline(|_| true), due, "the same at every call");
         names.tick(start, |_| true);
         settle(&mut names, start);
         assert_eq!(*count.lock().unwrap(), 1);
