@@ -225,8 +225,9 @@
 //! close when the change lands, a session's own when it next starts an
 //! exchange (each upstream knows where its connection goes). The thread
 //! stops when the proxy drops. The router's [`route::Relay`] does the same
-//! for what [`route::Router::names`] lists (the rules' `to` host names), on
-//! the interval only, and tells the router with
+//! for what [`route::Router::names`] lists (the rules' `to` host names),
+//! every interval and after a connect to one of their addresses failed
+//! (at most once per retry gap), and tells the router with
 //! [`route::Router::readdress`]: later decisions carry the new address,
 //! connections already routed stay where they are.
 //!

@@ -1041,3 +1041,54 @@ fn a_to_host_name_is_looked_up_again_and_later_connections_follow_it() {
     stop.stop(ShutdownMode::Fast);
     loop_thread.join().unwrap();
 }
+
+#[test]
+fn a_failed_connect_looks_a_to_host_name_up_again_without_waiting_for_the_interval() {
+    let dead = closed_port();
+    let alive = echo();
+    let cfg = config::parse(
+        &format!(
+            "resolve_interval = \"1h\"\n[[rule]]\nname = \"all\"\ndefault = true\nto = [\"localhost:{}\"]\n",
+            dead.port()
+        ),
+        "routes.toml",
+    )
+    .unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let seen = asked.clone();
+    let moved = alive.addr;
+    let lookup: kage::runtime::resolve::Lookup = Arc::new(move |_: &str| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![moved])
+    });
+    let mut relay = Relay::with_lookup(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules, lookup).unwrap();
+    let addr = relay.local_addr();
+    let mut server = Server::new().unwrap();
+    let stop = server.stop_handle();
+    let loop_thread = thread::spawn(move || server.run(&mut [&mut relay], 1).unwrap());
+    // The first connection finds the old address refusing: closed.
+    let mut first = connect(addr);
+    let _ = first.write_all(b"x");
+    assert!(read_to_close(&mut first).is_empty());
+    let t = Instant::now();
+    while asked.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t.elapsed() < QUICK,
+            "a failed connect asked for a lookup (the interval is an hour)"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    loop {
+        let mut c = connect(addr);
+        let _ = c.write_all(b"ping");
+        let mut got = [0u8; 4];
+        if c.read_exact(&mut got).is_ok() && &got == b"ping" {
+            break;
+        }
+        assert!(t.elapsed() < QUICK, "later connections reach the new address");
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.stop(ShutdownMode::Fast);
+    loop_thread.join().unwrap();
+}

@@ -46,6 +46,22 @@ pub(crate) struct Cx<'a, R> {
     pub(crate) now: Instant,
     pub(crate) pool: &'a mut BufferPool,
     pub(crate) pipes: &'a mut PipePool,
+    /// Addresses a connect to failed since the relay last looked (so a
+    /// host name behind one is looked up again sooner).
+    pub(crate) failed: &'a mut Vec<SocketAddr>,
+}
+
+/// Most failed addresses noted between two looks of the relay.
+pub(crate) const MAX_FAILED_NOTED: usize = 64;
+
+impl<R> Cx<'_, R> {
+    fn connect_failed(&mut self, addr: Option<SocketAddr>) {
+        if let Some(addr) = addr {
+            if self.failed.len() < MAX_FAILED_NOTED && !self.failed.contains(&addr) {
+                self.failed.push(addr);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +204,7 @@ impl Conn {
                     self.target(),
                     cx.settings.connect_timeout
                 );
+                cx.connect_failed(self.target_addr());
                 self.try_next(cx);
             }
             Stage::Splice => match cx.router.on_inactive(peer) {
@@ -211,10 +228,12 @@ impl Conn {
     }
 
     fn target(&self) -> String {
-        match self.next_addr.checked_sub(1).and_then(|i| self.addrs.get(i)) {
-            Some(addr) => addr.to_string(),
-            None => "?".into(),
-        }
+        self.target_addr().map_or("?".into(), |a| a.to_string())
+    }
+
+    /// The address the connect under way (or the last one) goes to.
+    fn target_addr(&self) -> Option<SocketAddr> {
+        self.next_addr.checked_sub(1).and_then(|i| self.addrs.get(i)).copied()
     }
 
     // ---- peek and decide -------------------------------------------
@@ -342,7 +361,10 @@ impl Conn {
                     self.since = cx.now;
                     return;
                 }
-                Err(e) => info!("{peer}: connect to {addr} failed: {e}"),
+                Err(e) => {
+                    info!("{peer}: connect to {addr} failed: {e}");
+                    cx.connect_failed(Some(addr));
+                }
             }
         }
         self.rounds += 1;
@@ -377,6 +399,7 @@ impl Conn {
             }
             Some(Err(f)) => {
                 info!("{}: connect to {} failed: {f:?}", self.peer, self.target());
+                cx.connect_failed(self.target_addr());
                 self.try_next(cx);
                 true
             }

@@ -43,6 +43,10 @@ pub struct Relay<R: Router> {
     force_close_at: Option<Instant>,
     /// The router's host names, looked up again on the resolver thread.
     names: Names,
+    /// The address each of them has now.
+    name_addrs: Vec<SocketAddr>,
+    /// Addresses a connect to failed since the last tick.
+    failed: Vec<SocketAddr>,
 }
 
 impl<R: Router> Relay<R> {
@@ -60,8 +64,9 @@ impl<R: Router> Relay<R> {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let acceptor = Acceptor::bind(settings.listen)?;
-        let named = router
-            .names()
+        let listed = router.names();
+        let name_addrs = listed.iter().map(|(_, _, addr)| *addr).collect();
+        let named = listed
             .into_iter()
             .enumerate()
             .map(|(index, (label, host_port, addr))| resolve::Name {
@@ -74,6 +79,8 @@ impl<R: Router> Relay<R> {
         let names = Names::new(named, settings.resolve_interval, lookup, Instant::now())?;
         Ok(Relay {
             names,
+            name_addrs,
+            failed: Vec::new(),
             settings,
             router,
             acceptor,
@@ -171,7 +178,8 @@ impl<R: Router> Relay<R> {
         if let Some(at) = self.hot.deadline() {
             return Some(at);
         }
-        let names = (!self.draining).then(|| self.names.deadline(|_| false)).flatten();
+        let failed = |i: usize| self.name_addrs.get(i).is_some_and(|a| self.failed.contains(a));
+        let names = (!self.draining).then(|| self.names.deadline(failed)).flatten();
         [
             self.sweep.deadline(),
             self.acceptor.deadline(),
@@ -206,7 +214,15 @@ impl<R: Router> Relay<R> {
         if !self.draining {
             // Connections made stay where they are; later decisions use
             // the new address.
-            for change in self.names.tick(now, |_| false) {
+            let (addrs, failed) = (&self.name_addrs, &self.failed);
+            let changes = self
+                .names
+                .tick(now, |i| addrs.get(i).is_some_and(|a| failed.contains(a)));
+            self.failed.clear();
+            for change in changes {
+                if let Some(a) = self.name_addrs.get_mut(change.index) {
+                    *a = change.new;
+                }
                 self.router.readdress(change.index, change.new);
             }
         }
@@ -294,6 +310,7 @@ impl<R: Router> Relay<R> {
             now,
             pool: &mut self.pool,
             pipes: &mut self.pipes,
+            failed: &mut self.failed,
         };
         f(c, &mut cx);
         if c.is_done() {
