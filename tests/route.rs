@@ -34,7 +34,10 @@ impl Drop for TestRelay {
 }
 
 fn start<R: Router + Send + 'static>(settings: kage::route::Settings, router: R) -> TestRelay {
-    let mut relay = Relay::new(settings, router).expect("relay");
+    start_relay(Relay::new(settings, router).expect("relay"))
+}
+
+fn start_relay<R: Router + Send + 'static>(mut relay: Relay<R>) -> TestRelay {
     let addr = relay.local_addr();
     let mut server = Server::new().unwrap();
     let stop = server.stop_handle();
@@ -44,6 +47,23 @@ fn start<R: Router + Send + 'static>(settings: kage::route::Settings, router: R)
         stop,
         thread: Some(thread),
     }
+}
+
+/// A relay running `routes.toml` text whose host names all resolve to
+/// `to` now, and how often they were looked up.
+fn routes_resolving_to(toml: &str, to: SocketAddr) -> (TestRelay, Arc<AtomicUsize>) {
+    let cfg = config::parse(toml, "routes.toml").expect("routes.toml");
+    assert_eq!(cfg.rules.names.len(), 1, "localhost is a name, looked up again");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let seen = asked.clone();
+    let lookup: kage::runtime::resolve::Lookup = Arc::new(move |host_port: &str| {
+        assert!(host_port.starts_with("localhost:"), "{host_port}");
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![to])
+    });
+    let settings = cfg.settings("127.0.0.1:0".parse().unwrap());
+    let relay = Relay::with_lookup(settings, cfg.rules, lookup).expect("relay");
+    (start_relay(relay), asked)
 }
 
 /// A relay on an ephemeral port running `routes.toml` text.
@@ -991,29 +1011,15 @@ fn a_backlog_of_connections_closed_at_once_is_accepted_without_recursion() {
 #[test]
 fn a_to_host_name_is_looked_up_again_and_later_connections_follow_it() {
     let (old, new) = (echo(), greeter());
-    let cfg = config::parse(
+    // The test's resolver: the name has moved to the greeter.
+    let (relay, asked) = routes_resolving_to(
         &format!(
             "resolve_interval = \"100ms\"\n[[rule]]\nname = \"all\"\ndefault = true\nto = [\"localhost:{}\"]\n",
             old.addr.port()
         ),
-        "routes.toml",
-    )
-    .unwrap();
-    assert_eq!(cfg.rules.names.len(), 1, "localhost is a name, looked up again");
-    // The test's resolver: the name has moved to the greeter.
-    let asked = Arc::new(AtomicUsize::new(0));
-    let seen = asked.clone();
-    let moved = new.addr;
-    let lookup: kage::runtime::resolve::Lookup = Arc::new(move |host_port: &str| {
-        assert!(host_port.starts_with("localhost:"), "{host_port}");
-        seen.fetch_add(1, Ordering::SeqCst);
-        Ok(vec![moved])
-    });
-    let mut relay = Relay::with_lookup(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules, lookup).unwrap();
-    let addr = relay.local_addr();
-    let mut server = Server::new().unwrap();
-    let stop = server.stop_handle();
-    let loop_thread = thread::spawn(move || server.run(&mut [&mut relay], 1).unwrap());
+        new.addr,
+    );
+    let addr = relay.addr;
     // Routed before the move: the echo.
     let mut before = connect(addr);
     before.write_all(b"one").unwrap();
@@ -1037,35 +1043,20 @@ fn a_to_host_name_is_looked_up_again_and_later_connections_follow_it() {
     // ...while the one routed before stays where it is.
     before.write_all(b"two").unwrap();
     assert_eq!(read_exact(&mut before, 3), b"two");
-    drop(before);
-    stop.stop(ShutdownMode::Fast);
-    loop_thread.join().unwrap();
 }
 
 #[test]
 fn a_failed_connect_looks_a_to_host_name_up_again_without_waiting_for_the_interval() {
     let dead = closed_port();
     let alive = echo();
-    let cfg = config::parse(
+    let (relay, asked) = routes_resolving_to(
         &format!(
             "resolve_interval = \"1h\"\n[[rule]]\nname = \"all\"\ndefault = true\nto = [\"localhost:{}\"]\n",
             dead.port()
         ),
-        "routes.toml",
-    )
-    .unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let seen = asked.clone();
-    let moved = alive.addr;
-    let lookup: kage::runtime::resolve::Lookup = Arc::new(move |_: &str| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        Ok(vec![moved])
-    });
-    let mut relay = Relay::with_lookup(cfg.settings("127.0.0.1:0".parse().unwrap()), cfg.rules, lookup).unwrap();
-    let addr = relay.local_addr();
-    let mut server = Server::new().unwrap();
-    let stop = server.stop_handle();
-    let loop_thread = thread::spawn(move || server.run(&mut [&mut relay], 1).unwrap());
+        alive.addr,
+    );
+    let addr = relay.addr;
     // The first connection finds the old address refusing: closed.
     let mut first = connect(addr);
     let _ = first.write_all(b"x");
@@ -1089,6 +1080,4 @@ fn a_failed_connect_looks_a_to_host_name_up_again_without_waiting_for_the_interv
         assert!(t.elapsed() < QUICK, "later connections reach the new address");
         thread::sleep(Duration::from_millis(50));
     }
-    stop.stop(ShutdownMode::Fast);
-    loop_thread.join().unwrap();
 }
